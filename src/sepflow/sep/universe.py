@@ -1,0 +1,166 @@
+"""The tradable universe: common-stock filter plus point-in-time price, liquidity and history rules.
+
+Two kinds of rule, because they answer different questions:
+
+* **Static rules** (TICKERS category and exchange, an explicit symbol list) say what a
+  security *is*; failing tickers are removed with all their rows.
+* **Point-in-time rules** (minimum price, minimum median dollar volume, minimum history)
+  depend on the market at a date. Judging them on a ticker's whole history would use
+  the future (a stock that later became illiquid would vanish from its liquid past, a
+  classic survivorship leak). Instead membership is reviewed at each month end from
+  the trailing ``liquidity_window`` rows and holds for the following month, like an
+  index reconstitution. Rows keep their prices (later features need the warm-up) and
+  carry ``in_universe``; tickers never in the universe are removed.
+
+Delisted tickers stay: dropping them would bias every backtest towards survivors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import BaseModel, ConfigDict, Field
+
+from sepflow.errors import DataValidationError
+from sepflow.sep.ingest import UNKNOWN
+from sepflow.sep.schema import compact_categories
+
+COMMON_STOCK_CATEGORIES = [
+    "Domestic Common Stock",
+    "Domestic Common Stock Primary Class",
+    "Domestic Common Stock Secondary Class",
+]
+
+
+class UniverseParams(BaseModel):
+    """``params.yaml: universe``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[str] = Field(default_factory=lambda: list(COMMON_STOCK_CATEGORIES))
+    exchanges: list[str] = Field(default_factory=lambda: ["NYSE", "NASDAQ", "NYSEMKT", "BATS"])
+    # Sources without a TICKERS file get category/exchange "Unknown"; keep them unless told otherwise.
+    keep_unknown: bool = True
+    symbols: list[str] | None = None
+    min_price: float = Field(5.0, ge=0)
+    min_median_dollar_volume: float = Field(1e6, ge=0)
+    liquidity_window: int = Field(63, ge=1)
+    min_history_days: int = Field(252, ge=1)
+
+
+@dataclass(frozen=True)
+class UniverseResult:
+    """The filtered panel (with ``in_universe``) and every count behind it."""
+
+    sep: pd.DataFrame
+    tickers_dropped: dict[str, int]
+    rows_dropped: dict[str, int]
+    rows_excluded: dict[str, int]
+
+    def summary(self) -> dict[str, object]:
+        in_universe = self.sep["in_universe"].to_numpy()
+        return {
+            "rows": len(self.sep),
+            "tickers": int(self.sep["ticker"].nunique()),
+            "rows_in_universe": int(in_universe.sum()),
+            "tickers_dropped": dict(sorted(self.tickers_dropped.items())),
+            "rows_dropped": dict(sorted(self.rows_dropped.items())),
+            "rows_excluded_point_in_time": dict(sorted(self.rows_excluded.items())),
+        }
+
+
+def _static_reasons(tickers_in_sep: pd.Index, tickers: pd.DataFrame, params: UniverseParams) -> pd.Series:
+    """For each ticker in the panel: the first static rule it fails, or '' when it passes."""
+    meta = tickers.set_index(tickers["ticker"].astype("str"))[["category", "exchange"]]
+    meta = meta.reindex(tickers_in_sep.astype("str"))
+    reason = pd.Series("", index=meta.index, dtype="str")
+    category = meta["category"].fillna("").astype("str")
+    exchange = meta["exchange"].fillna("").astype("str")
+    unknown = (category == UNKNOWN) & params.keep_unknown
+    reason[(exchange != UNKNOWN) & ~exchange.isin(params.exchanges) & ~unknown] = "exchange"
+    reason[(category != UNKNOWN) & ~category.isin(params.categories)] = "category"
+    reason[(category == UNKNOWN) & ~params.keep_unknown] = "unknown_category"
+    if params.symbols is not None:
+        reason[~meta.index.isin(params.symbols)] = "not_in_symbols"
+    reason[meta["category"].isna()] = "no_tickers_metadata"
+    return reason
+
+
+def point_in_time_membership(sep: pd.DataFrame, params: UniverseParams) -> dict[str, np.ndarray]:
+    """Monthly-reviewed exclusion masks per row, using only rows at or before each review date.
+
+    ``sep`` is sorted by ticker then date with a categorical ticker. A row is in the universe
+    when no mask is set; the masks overlap (a row can fail several rules).
+    """
+    n = len(sep)
+    codes = sep["ticker"].cat.codes.to_numpy()
+    dates = sep["date"].to_numpy()
+    month = dates.astype("datetime64[M]").astype(np.int64)
+    new_ticker = np.r_[True, codes[1:] != codes[:-1]]
+    start = np.maximum.accumulate(np.where(new_ticker, np.arange(n), 0))
+    history = np.arange(n) - start + 1
+
+    is_review = np.r_[(codes[1:] != codes[:-1]) | (month[1:] != month[:-1]), True]
+    review = np.flatnonzero(is_review)
+
+    # Sharadar close x volume are both split-adjusted, so their product is the traded dollar value.
+    dollar_volume = (sep["close"].to_numpy() * sep["volume"].to_numpy()).astype(np.float32)
+    window = params.liquidity_window
+    median = np.full(review.size, np.nan, np.float32)
+    has_window = history[review] >= window
+    if n >= window and has_window.any():
+        windows = sliding_window_view(dollar_volume, window)
+        median[has_window] = np.median(windows[review[has_window] - window + 1], axis=1)
+
+    # The traded (unadjusted) price decides whether a name is a penny stock at that time.
+    fail_price = sep["closeunadj"].to_numpy()[review] < params.min_price
+    fail_liquidity = ~(median >= params.min_median_dollar_volume)
+    fail_history = history[review] < params.min_history_days
+
+    # Each row inherits the decision of its ticker's latest review strictly before it.
+    prior_review = np.r_[-1, np.maximum.accumulate(np.where(is_review, np.arange(n), -1))[:-1]]
+    reviewed = (prior_review >= 0) & (prior_review >= start)
+    slot = np.searchsorted(review, np.maximum(prior_review, 0))
+
+    return {
+        "not_reviewed_yet": ~reviewed,
+        "history": reviewed & fail_history[slot],
+        "price": reviewed & fail_price[slot],
+        "liquidity": reviewed & fail_liquidity[slot],
+    }
+
+
+def filter_universe(sep: pd.DataFrame, tickers: pd.DataFrame, params: UniverseParams) -> UniverseResult:
+    """Apply the static rules, then point-in-time membership; count every drop by reason."""
+    if not isinstance(sep["ticker"].dtype, pd.CategoricalDtype):
+        sep = sep.assign(ticker=sep["ticker"].astype("category"))
+    present = sep["ticker"].cat.categories
+    reasons = _static_reasons(present, tickers, params).to_numpy()
+    codes = sep["ticker"].cat.codes.to_numpy()
+    rows_per_ticker = np.bincount(codes, minlength=len(present))
+
+    excluded = point_in_time_membership(sep, params)
+    in_universe = ~np.logical_or.reduce(list(excluded.values()))
+    ever_in = np.bincount(codes, weights=in_universe, minlength=len(present)) > 0
+    reasons = np.where((reasons == "") & ~ever_in, "never_eligible", reasons)
+
+    dropped = pd.DataFrame({"reason": reasons, "rows": rows_per_ticker})
+    dropped = dropped[dropped["reason"] != ""].groupby("reason")["rows"].agg(["size", "sum"])
+    keep = (reasons == "")[codes]
+    kept = sep.loc[keep].assign(in_universe=in_universe[keep]).reset_index(drop=True)
+    kept["ticker"] = compact_categories(kept["ticker"])
+    if kept.empty:
+        raise DataValidationError(
+            f"universe filter left no rows (tickers dropped by reason: {dropped['size'].to_dict()}); "
+            "loosen params.yaml: universe (categories, exchanges, symbols, min_price, "
+            "min_median_dollar_volume, min_history_days)"
+        )
+    return UniverseResult(
+        kept,
+        {str(k): int(v) for k, v in dropped["size"].items()},
+        {str(k): int(v) for k, v in dropped["sum"].items()},
+        {reason: int(mask[keep].sum()) for reason, mask in excluded.items()},
+    )

@@ -1,0 +1,84 @@
+"""Shared fixtures: a temporary copy of the repository to run DVC in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# A market small enough for seconds-long DVC runs, still with every realism feature.
+TINY_PARAMS: dict[str, dict[str, Any]] = {
+    "synthetic": {"n_tickers": 36, "n_days": 420},
+    "universe": {"min_history_days": 60, "liquidity_window": 20},
+}
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+class RepoCopy:
+    """A git+DVC copy of the working tree in a temporary folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.env.pop("DVC_ROOT", None)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def set_params(self, update: dict[str, Any]) -> None:
+        path = self.root / "params.yaml"
+        params = _merge(yaml.safe_load(path.read_text()), update)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message: str = "test") -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message, "--allow-empty")
+
+
+@pytest.fixture()
+def repo_copy(tmp_path: Path) -> Callable[..., RepoCopy]:
+    """Factory: copy the tracked and untracked-but-not-ignored files, git init, tiny params, commit."""
+
+    def make(params: dict[str, Any] | None = None) -> RepoCopy:
+        files = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout.split("\0")
+        root = tmp_path / "repo"
+        for name in filter(None, files):
+            source = REPO / name
+            if source.is_file():
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        copy = RepoCopy(root)
+        copy.run("git", "init", "-q", "-b", "main")
+        copy.run("git", "config", "user.email", "tests@sepflow.invalid")
+        copy.run("git", "config", "user.name", "sepflow tests")
+        copy.set_params(_merge(yaml.safe_load(yaml.safe_dump(TINY_PARAMS)), params or {}))
+        copy.commit("copy of the working tree")
+        return copy
+
+    return make

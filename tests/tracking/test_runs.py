@@ -1,0 +1,70 @@
+"""stage_run: one MLflow run per stage execution with lineage; FAILED on error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sepflow.io import file_md5
+from sepflow.tracking.lineage import params_digest, repo_root
+from sepflow.tracking.runs import flatten, stage_run, tracking_uri
+
+
+@pytest.fixture()
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return tmp_path
+
+
+def test_default_uri_is_sqlite_at_repo_root(project: Path) -> None:
+    assert repo_root() == project
+    assert tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+
+
+def test_dvc_root_wins(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    parent = tmp_path_factory.mktemp("parent")
+    monkeypatch.setenv("DVC_ROOT", str(parent))
+    assert tracking_uri() == f"sqlite:///{parent.resolve() / 'mlflow.db'}"
+
+
+def test_env_uri_overrides(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_run_carries_params_and_lineage(project: Path) -> None:
+    data = project / "input.csv"
+    data.write_text("a,b\n1,2\n")
+    params = {"universe": {"min_price": 5.0, "symbols": None}}
+    with stage_run("demo", params=params, inputs=[data]) as run:
+        mlflow.log_metric("rows", 1)
+    got = MlflowClient().get_run(run.info.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.params == {"universe.min_price": "5.0", "universe.symbols": "None"}
+    assert got.data.tags["sepflow.stage"] == "demo"
+    assert got.data.tags[f"sepflow.input_md5.{data.as_posix()}"] == file_md5(data)
+    assert got.data.tags["sepflow.params_digest"] == params_digest(params)
+    assert got.data.tags["sepflow.git_commit"] == "unknown" and got.data.tags["sepflow.git_dirty"] == "unknown"
+    artifact_uri = got.info.artifact_uri
+    assert artifact_uri.startswith((project / "mlartifacts").as_uri())
+
+
+def test_failing_stage_marks_run_failed(project: Path) -> None:
+    with pytest.raises(ValueError, match="boom"), stage_run("broken", params={}):
+        raise ValueError("boom")
+    (run,) = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("sepflow").experiment_id], "tags.`sepflow.stage` = 'broken'"
+    )
+    assert run.info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "x"}
