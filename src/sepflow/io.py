@@ -17,6 +17,9 @@ import pyarrow.parquet as pq
 
 
 
+ROW_GROUP_ROWS = 1 << 20
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
@@ -60,17 +63,17 @@ def write_panel(
     returns them as plain strings unless asked for categoricals. Only ``metadata`` (prefixed
     ``sepflow.``) is stored, no pandas index or pandas metadata, so equal frames give equal bytes.
     """
-    table = pa.Table.from_pandas(df, preserve_index=False)
     fields = []
-    for field in table.schema:
-        if _is_date_column(field.name, df[field.name].dtype):
-            fields.append(pa.field(field.name, pa.date32()))
-        else:
-            fields.append(pa.field(field.name, field.type))
+    for name, field in zip(df.columns, pa.Schema.from_pandas(df, preserve_index=False), strict=True):
+        is_date = _is_date_column(name, df[name].dtype)
+        fields.append(pa.field(name, pa.date32()) if is_date else field)
     stored = {f"sepflow.{k}".encode(): str(v).encode() for k, v in sorted((metadata or {}).items())}
-    table = table.cast(pa.schema(fields)).replace_schema_metadata(stored or None)
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    schema = pa.schema(fields).with_metadata(stored or None)
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        # One row group at a time: the Arrow copy of a 10M-row panel never exists whole.
+        for start in range(0, max(len(df), 1), ROW_GROUP_ROWS):
+            chunk = pa.Table.from_pandas(df.iloc[start:start + ROW_GROUP_ROWS], preserve_index=False)
+            writer.write_table(chunk.cast(schema))
 
 
 def read_panel(

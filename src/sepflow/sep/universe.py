@@ -96,15 +96,17 @@ def point_in_time_membership(sep: pd.DataFrame, params: UniverseParams) -> dict[
     when no mask is set; the masks overlap (a row can fail several rules).
     """
     n = len(sep)
+    index_type = np.int32 if n < 2**31 else np.int64  # halves the transient memory on big panels
+    rows = np.arange(n, dtype=index_type)
     codes = sep["ticker"].cat.codes.to_numpy()
-    dates = sep["date"].to_numpy()
-    month = dates.astype("datetime64[M]").astype(np.int64)
+    month = sep["date"].to_numpy().astype("datetime64[M]").view(np.int64)
     new_ticker = np.r_[True, codes[1:] != codes[:-1]]
-    start = np.maximum.accumulate(np.where(new_ticker, np.arange(n), 0))
-    history = np.arange(n) - start + 1
+    start = np.maximum.accumulate(np.where(new_ticker, rows, 0))
+    history = rows - start + 1
 
     is_review = np.r_[(codes[1:] != codes[:-1]) | (month[1:] != month[:-1]), True]
-    review = np.flatnonzero(is_review)
+    del month, new_ticker
+    review = np.flatnonzero(is_review).astype(index_type)
 
     # Sharadar close x volume are both split-adjusted, so their product is the traded dollar value.
     dollar_volume = (sep["close"].to_numpy() * sep["volume"].to_numpy()).astype(np.float32)
@@ -121,9 +123,8 @@ def point_in_time_membership(sep: pd.DataFrame, params: UniverseParams) -> dict[
     fail_history = history[review] < params.min_history_days
 
     # Each row inherits the decision of its ticker's latest review strictly before it.
-    prior_review = np.r_[-1, np.maximum.accumulate(np.where(is_review, np.arange(n), -1))[:-1]]
-    reviewed = (prior_review >= 0) & (prior_review >= start)
-    slot = np.searchsorted(review, np.maximum(prior_review, 0))
+    slot = np.cumsum(is_review, dtype=index_type) - is_review - 1  # index into `review`, -1: none yet
+    reviewed = (slot >= 0) & (review[np.maximum(slot, 0)] >= start)
 
     return {
         "not_reviewed_yet": ~reviewed,
@@ -150,7 +151,7 @@ def filter_universe(sep: pd.DataFrame, tickers: pd.DataFrame, params: UniversePa
     dropped = pd.DataFrame({"reason": reasons, "rows": rows_per_ticker})
     dropped = dropped[dropped["reason"] != ""].groupby("reason")["rows"].agg(["size", "sum"])
     keep = (reasons == "")[codes]
-    kept = sep.loc[keep].assign(in_universe=in_universe[keep]).reset_index(drop=True)
+    kept = (sep if keep.all() else sep.loc[keep]).assign(in_universe=in_universe[keep]).reset_index(drop=True)
     kept["ticker"] = compact_categories(kept["ticker"])
     if kept.empty:
         raise DataValidationError(
