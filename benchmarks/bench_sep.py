@@ -112,7 +112,7 @@ def main() -> None:
     m = json.loads(child.stdout.strip().splitlines()[-1])
     rows = m["rows"]
     work_rss = m["peak_rss_bytes"] - m["baseline_rss_bytes"]
-    print(f"| step | seconds | rows/s |\n|---|---:|---:|")
+    print("| step | seconds | rows/s |\n|---|---:|---:|")
     for step in ("ingest_validate_s", "write_sep_s", "read_filter_s", "write_common_s", "end_to_end_s"):
         print(f"| {step[:-2]} | {m[step]:.2f} | {rows / m[step]:,.0f} |")
     gib = 1024**3

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sepflow.errors import ConfigError
+from sepflow.features.spec import FeatureParams, TargetParams
 from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams
@@ -38,6 +39,8 @@ class Params(BaseModel):
     ingest: IngestParams = Field(default_factory=IngestParams)
     validation: ValidationPolicy = Field(default_factory=ValidationPolicy)
     universe: UniverseParams = Field(default_factory=UniverseParams)
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    targets: TargetParams = Field(default_factory=TargetParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -7,10 +7,10 @@ from pathlib import Path
 import mlflow
 
 from sepflow.config import load_params
-from sepflow.io import read_panel, read_panel_metadata, write_json, write_panel
+from sepflow.io import read_panel, read_panel_metadata, write_panel
 from sepflow.sep.universe import filter_universe
 from sepflow.stages.ingest import SEP, TICKERS
-from sepflow.tracking.runs import stage_run
+from sepflow.tracking.runs import stage_run, write_report
 
 SEP_COMMON = Path("data/interim/sep_common.parquet")
 REPORT = Path("reports/filter_sep.json")
@@ -18,18 +18,17 @@ REPORT = Path("reports/filter_sep.json")
 
 def main(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
-    with stage_run("filter_sep", params={"universe": params.universe.model_dump()}, inputs=[SEP, TICKERS]) as run:
+    with stage_run("filter_sep", params={"universe": params.universe.model_dump()}, inputs=[SEP, TICKERS]):
         asof = read_panel_metadata(SEP).get("asof", "")
         result = filter_universe(read_panel(SEP, categorical=("ticker",)), read_panel(TICKERS), params.universe)
         write_panel(result.sep, SEP_COMMON, metadata={"asof": asof})
         summary = {"asof": asof, **result.summary()}
-        write_json({**summary, "mlflow_run_id": run.info.run_id}, REPORT)
+        write_report(summary, REPORT)
         mlflow.log_metrics({
             "rows": summary["rows"], "tickers": summary["tickers"], "rows_in_universe": summary["rows_in_universe"],
             **{f"tickers_dropped.{k}": v for k, v in result.tickers_dropped.items()},
             **{f"rows_dropped.{k}": v for k, v in result.rows_dropped.items()},
         })
-        mlflow.log_artifact(str(REPORT))
     print(f"filter_sep: kept {summary['tickers']} tickers, {summary['rows']:,} rows "
           f"({summary['rows_in_universe']:,} in universe); tickers dropped: {result.tickers_dropped or 'none'} "
           f"→ {SEP_COMMON}")

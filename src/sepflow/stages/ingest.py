@@ -7,9 +7,9 @@ from pathlib import Path
 import mlflow
 
 from sepflow.config import load_params
-from sepflow.io import write_json, write_panel
+from sepflow.io import write_panel
 from sepflow.sep.ingest import ingest_source
-from sepflow.tracking.runs import stage_run
+from sepflow.tracking.runs import stage_run, write_report
 
 SEP = Path("data/raw/sep.parquet")
 TICKERS = Path("data/raw/tickers.parquet")
@@ -21,15 +21,14 @@ def main(params_path: str = "params.yaml") -> None:
     ingest = params.ingest
     inputs = [ingest.source, *([ingest.tickers] if ingest.tickers else [])]
     logged = {"ingest": ingest.model_dump(), "validation": params.validation.model_dump()}
-    with stage_run("ingest", params=logged, inputs=inputs) as run:
+    with stage_run("ingest", params=logged, inputs=inputs):
         result = ingest_source(ingest.source, tickers=ingest.tickers, policy=params.validation, asof=ingest.asof)
         write_panel(result.sep, SEP, metadata={"asof": result.asof})
         write_panel(result.tickers, TICKERS)
         summary = {"source": ingest.source, **result.summary()}
-        write_json({**summary, "mlflow_run_id": run.info.run_id}, REPORT)
+        write_report(summary, REPORT)
         mlflow.log_metrics({"rows": summary["rows"], "tickers": summary["tickers"],
                             "rows_dropped_total": summary["rows_dropped_total"]})
-        mlflow.log_artifact(str(REPORT))
     dropped = summary["rows_dropped"] or "none"
     print(f"ingest: {summary['rows']:,} rows, {summary['tickers']} tickers, {summary['date_min']} → "
           f"{summary['date_max']} (as of {result.asof}, {result.asof_source}); dropped: {dropped} → {SEP}")

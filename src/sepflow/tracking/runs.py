@@ -10,6 +10,7 @@ from typing import Any
 
 import mlflow
 
+from sepflow.io import write_json
 from sepflow.tracking.lineage import git_state, input_md5s, params_digest, repo_root
 
 EXPERIMENT = "sepflow"
@@ -84,3 +85,13 @@ def stage_run(
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def write_report(summary: Mapping[str, Any], path: str | Path) -> None:
+    """Write a stage's metrics report (with the id of the run producing it) and log it to that run.
+
+    The run id lives in reports only, never in data outputs, so data stays byte-identical.
+    """
+    run = mlflow.active_run()
+    write_json({**summary, "mlflow_run_id": run.info.run_id if run else None}, path)
+    mlflow.log_artifact(str(path))

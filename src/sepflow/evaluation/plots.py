@@ -1,0 +1,30 @@
+"""Charts for MLflow (PNG) — DVC plots read the CSV/JSON written beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI or a server
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sepflow.io import atomic_path  # noqa: E402
+
+
+def bar_chart(values: pd.Series, path: str | Path, *, title: str, xlabel: str) -> Path:
+    """Horizontal bars, largest on top; written atomically as PNG."""
+    ordered = values.sort_values()
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(ordered) + 1)))
+    colors = ["#2b8cbe" if v >= 0 else "#e34a33" for v in ordered.to_numpy()]
+    ax.barh([str(i) for i in ordered.index], ordered.to_numpy(), color=colors)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
