@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sepflow.errors import ConfigError, DataValidationError
-from sepflow.features.indicators import build_features
+from sepflow.features.engine import compute_features
 from sepflow.features.manifest import (
     UNIVERSE_COLUMN,
     build_manifest,
@@ -34,7 +34,7 @@ def assemble_features_frame(
     sep: pd.DataFrame, fparams: FeatureParams, tparams: TargetParams
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Features and targets of one SEP panel side by side, plus the manifest describing them."""
-    features = build_features(sep, fparams)
+    features = compute_features(sep, fparams)
     targets = build_targets(sep, tparams)
     keys = ["ticker", "date"]
     universe = (

@@ -498,18 +498,20 @@ def _date_codes(days: np.ndarray) -> np.ndarray:
 # --- entry point ------------------------------------------------------------------------------
 
 
-def build_features(sep: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
+def build_features(sep: pd.DataFrame, params: FeatureParams, *, cross_sectional: bool = True) -> pd.DataFrame:
     """Features of a SEP panel sorted by ticker then date: ticker, date, then float32 features.
 
     Columns follow ``spec.feature_names(params)``; row order is the panel's. Infinite values
-    (a zero divisor, e.g. a flat Bollinger band) become NaN.
+    (a zero divisor, e.g. a flat Bollinger band) become NaN. With ``cross_sectional=False``
+    the ``_xs`` columns stay NaN: per-ticker work that can run on any partition of tickers,
+    completed later by :func:`add_cross_sectional` over the whole panel.
     """
     codes = panel_group_codes(sep, PRICE_COLUMNS)
     names = feature_names(params)
     slot = {name: i for i, name in enumerate(names)}
     # One (features × rows) float32 block: each feature is written once, and the DataFrame
     # built on its transpose shares the memory instead of copying it.
-    out = np.empty((len(names), len(sep)), dtype=np.float32)
+    out = np.full((len(names), len(sep)), np.nan, dtype=np.float32)
 
     non_finite = np.empty(len(sep), dtype=bool)
 
@@ -529,19 +531,25 @@ def build_features(sep: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
             if params.weekly.enabled:
                 for name, values in _weekly_features(sep, layout, days, params):
                     store(name, values)
-            xs = params.cross_sectional
-            if xs.features:
-                date_code = _date_codes(days)
-                dates = PanelLayout.from_codes(date_code) if xs.method == "rank" else None
-                for name in xs.features:
-                    base = out[slot[name]]
-                    if dates is not None:
-                        store(f"{name}_xs", _cross_sectional_rank(base, dates))
-                    else:
-                        store(f"{name}_xs", _cross_sectional_zscore(base, date_code))
 
     frame = pd.DataFrame(out.T, columns=names, copy=False)
     # reset_index keeps the key columns as copy-on-write references to the input's, no copy.
     frame.insert(0, "date", sep["date"].reset_index(drop=True))
     frame.insert(0, "ticker", sep["ticker"].reset_index(drop=True))
-    return frame
+    return add_cross_sectional(frame, params) if cross_sectional else frame
+
+
+def add_cross_sectional(features: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
+    """Fill the ``_xs`` columns (per-date rank or z-score over every ticker present) in place."""
+    xs = params.cross_sectional
+    if not xs.features or features.empty:
+        return features
+    days = calendar_days(features["date"])
+    date_code = _date_codes(days)
+    dates = PanelLayout.from_codes(date_code) if xs.method == "rank" else None
+    with np.errstate(divide="ignore", invalid="ignore"):  # dates with one name or none
+        for name in xs.features:
+            base = features[name].to_numpy(dtype=np.float32, copy=True)  # the rank works in place
+            values = _cross_sectional_rank(base, dates) if dates is not None else _cross_sectional_zscore(base, date_code)
+            features[f"{name}_xs"] = np.where(np.isfinite(values), values, np.nan).astype(np.float32)
+    return features

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from sepflow.errors import DataValidationError
 from sepflow.features.spec import (
+    EXECUTION_SETTINGS,
     FEATURE_CODE_VERSION,
     FeatureParams,
     TargetParams,
@@ -89,7 +90,7 @@ def build_manifest(
     }
     if missing_ends:
         raise DataValidationError(f"target label_end columns missing from the frame: {sorted(missing_ends)}")
-    manifest["params"] = {"features": params.model_dump(mode="json")}
+    manifest["params"] = {"features": params.model_dump(mode="json", exclude=EXECUTION_SETTINGS)}
     if target_params is not None:
         manifest["target_signature"] = target_signature(target_params)
         manifest["params"]["targets"] = target_params.model_dump(mode="json")

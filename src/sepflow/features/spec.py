@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # Bump whenever a formula in indicators.py or targets.py changes meaning or numerics, so
 # a features file built by older code no longer matches the signature a stage expects.
 FEATURE_CODE_VERSION = "1"
+EXECUTION_SETTINGS = {"engine", "dask"}
 
 
 class _Params(BaseModel):
@@ -76,8 +77,23 @@ class WeeklyParams(_Params):
         return _check_windows(windows, 1, "weekly windows")
 
 
+class DaskParams(_Params):
+    """Where ``features.engine: dask`` runs: a scheduler address, or a LocalCluster of this size."""
+
+    scheduler: str | None = None
+    n_workers: int = Field(2, ge=1)
+    partitions_per_worker: int = Field(2, ge=1)
+
+
 class FeatureParams(_Params):
-    """Windows count the ticker's own rows; a feature is NaN until its window is full."""
+    """Windows count the ticker's own rows; a feature is NaN until its window is full.
+
+    ``engine`` and ``dask`` say where the work runs, not what it computes: they are left out
+    of the feature signature, and both engines give identical output.
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    dask: DaskParams = DaskParams()
 
     return_windows: list[int] = [1, 5, 10, 20, 60]
     sma_windows: list[int] = [5, 10, 20, 50, 200]
@@ -216,7 +232,7 @@ def feature_signature(params: FeatureParams) -> str:
         {
             "code_version": FEATURE_CODE_VERSION,
             "definitions": list(feature_definitions(params).items()),
-            "params": params.model_dump(mode="json"),
+            "params": params.model_dump(mode="json", exclude=EXECUTION_SETTINGS),
         }
     )
 
