@@ -15,7 +15,7 @@ from pathlib import Path
 from sepflow.errors import SepflowError
 
 # Stage name → module under sepflow.stages (imported lazily: the CLI starts fast).
-STAGES = ("synthesize", "ingest", "filter_sep", "build_features")
+STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features")
 EXIT_BAD_INPUT = 2
 
 

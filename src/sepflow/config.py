@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sepflow.errors import ConfigError
 from sepflow.features.spec import FeatureParams, TargetParams
+from sepflow.ranking.features import SelectionParams
+from sepflow.ranking.targets import RankingParams
 from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams
@@ -41,6 +43,8 @@ class Params(BaseModel):
     universe: UniverseParams = Field(default_factory=UniverseParams)
     features: FeatureParams = Field(default_factory=FeatureParams)
     targets: TargetParams = Field(default_factory=TargetParams)
+    ranking: RankingParams = Field(default_factory=RankingParams)
+    selection: SelectionParams = Field(default_factory=SelectionParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

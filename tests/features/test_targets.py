@@ -91,11 +91,12 @@ def test_last_h_rows_of_each_ticker_are_missing_and_never_borrow_the_next_ticker
 
 
 def test_labels_follow_the_stored_return_and_sqrt_threshold() -> None:
-    t = build_targets(make_panel(n_tickers=10, n_days=300), PARAMS)
-    for h in PARAMS.horizons:
+    params = PARAMS.model_copy(update={"label3_threshold": 0.01, "label3_scaling": "sqrt"})
+    t = build_targets(make_panel(n_tickers=10, n_days=300), params)
+    for h in params.horizons:
         ret = t[f"return_{h}d"].astype(np.float64)
         threshold = 0.01 * np.sqrt(h)
-        assert PARAMS.threshold(h) == pytest.approx(threshold)
+        assert params.threshold(h) == pytest.approx(threshold)
         labels = np.where(ret > threshold, "BULLISH", np.where(ret < -threshold, "BEARISH", "NEUTRAL"))
         expected = pd.Series(labels, dtype=object).where(ret.notna())
         assert t[f"label3_{h}d"].astype(object).equals(expected)
@@ -167,3 +168,19 @@ def test_future_perturbation_property(seed: int, n_tickers: int, n_days: int, cu
 def test_rejects_unsorted_panel() -> None:
     with pytest.raises(DataValidationError, match="sorted"):
         build_targets(make_panel().iloc[::-1].reset_index(drop=True), PARAMS)
+
+
+def test_volatility_band_uses_trailing_volatility_only() -> None:
+    """Default label3: band = threshold × std of the last 20 daily log returns up to t × sqrt(h)."""
+    sep = make_panel(n_tickers=6, n_days=200)
+    t = build_targets(sep, PARAMS)
+    log_ret = np.log(sep["closeadj"]).groupby(sep["ticker"]).diff()
+    vol = log_ret.groupby(sep["ticker"]).transform(lambda r: r.rolling(20).std())
+    for h in PARAMS.horizons:
+        ret = t[f"return_{h}d"].astype(np.float64)
+        band = 0.5 * vol * np.sqrt(h)
+        labels = np.where(ret > band, "BULLISH", np.where(ret < -band, "BEARISH", "NEUTRAL"))
+        expected = pd.Series(labels, dtype=object).where(ret.notna() & band.notna())
+        decided = (ret - band).abs().gt(1e-9) & (ret + band).abs().gt(1e-9)  # away from float ties
+        assert t[f"label3_{h}d"].astype(object)[decided].equals(expected[decided])
+        assert t[f"label3_{h}d"].isna()[vol.isna()].all()  # no full window yet: no label

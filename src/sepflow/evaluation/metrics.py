@@ -59,7 +59,7 @@ def classification_metrics(
     precision/recall/F1 are macro averages, ROC-AUC is one-vs-rest macro, and Brier is the
     multi-class sum over classes (not halved). ``rmse`` is the root mean squared difference of
     the numeric labels, so for ordinal direction labels (-1/0/1) a down-for-up miss costs more
-    than a down-for-flat one.
+    than a down-for-flat one; it is NaN for named classes.
     """
     y_true, y_pred = _vector(y_true, "y_true"), _vector(y_pred, "y_pred")
     _check_same_length(y_true=y_true, y_pred=y_pred)
@@ -74,11 +74,18 @@ def classification_metrics(
         "precision": skm.precision_score(y_true, y_pred, zero_division=np.nan, **averaging),
         "recall": skm.recall_score(y_true, y_pred, zero_division=np.nan, **averaging),
         "f1": skm.f1_score(y_true, y_pred, zero_division=np.nan, **averaging),
-        "rmse": np.sqrt(np.mean((y_true.astype(float) - y_pred.astype(float)) ** 2)),
+        "rmse": _label_rmse(y_true, y_pred),
     }
     if proba is not None:
         out.update(_probability_metrics(y_true, np.asarray(proba, dtype=float), classes))
     return {name: float(value) for name, value in out.items()}
+
+
+def _label_rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """RMSE of numeric labels; NaN for named classes (BEARISH/NEUTRAL/BULLISH have no distance)."""
+    if not (np.issubdtype(y_true.dtype, np.number) and np.issubdtype(y_pred.dtype, np.number)):
+        return float("nan")
+    return float(np.sqrt(np.mean((y_true.astype(float) - y_pred.astype(float)) ** 2)))
 
 
 def _probability_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
@@ -186,3 +193,25 @@ def information_coefficients(
         "rank_icir": _ir(daily["rank_ic"]),
         "n_dates": float(daily["ic"].notna().sum()),
     }
+
+
+def mean_daily_auc(dates: Any, positive: Any, score: Any, *, min_names: int = 5) -> float:
+    """ROC-AUC of ``score`` for the boolean ``positive`` computed within each date, then averaged.
+
+    The cross-sectional counterpart of ROC-AUC, as rank IC is of IC: it asks whether the model
+    orders the names of one date, so market-wide swings shared by every name neither help nor
+    hurt. Dates with fewer than ``min_names`` rows or without both outcomes are skipped (NaN
+    when none is left). Per date, AUC = (sum of positives' ranks − n⁺(n⁺+1)/2) / (n⁺ n⁻),
+    with average ranks for ties.
+    """
+    frame = pd.DataFrame({"date": np.asarray(dates), "pos": np.asarray(positive, dtype=bool),
+                          "score": np.asarray(score, dtype=float)})
+    frame["rank"] = frame.groupby("date")["score"].rank(method="average")
+    grouped = frame.groupby("date")
+    n = grouped.size()
+    n_pos = grouped["pos"].sum()
+    rank_pos = frame["rank"].where(frame["pos"], 0.0).groupby(frame["date"]).sum()
+    n_neg = n - n_pos
+    usable = (n >= min_names) & (n_pos > 0) & (n_neg > 0)
+    auc = (rank_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return float(auc[usable].mean()) if usable.any() else float("nan")

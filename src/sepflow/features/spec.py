@@ -134,10 +134,17 @@ class TargetParams(_Params):
 
     horizons: list[int] = [1, 5, 10, 30]
     price_column: Literal["closeadj", "close"] = "closeadj"
-    label3_threshold: float = Field(0.01, gt=0, description="band half-width for a 1-day horizon")
-    label3_scaling: Literal["sqrt", "constant"] = Field(
-        "sqrt", description="sqrt: threshold * sqrt(h), matching random-walk return spread"
+    label3_threshold: float = Field(
+        0.5, gt=0, description="band half-width: in daily sigmas (volatility) or as a return (sqrt, constant)"
     )
+    label3_scaling: Literal["volatility", "sqrt", "constant"] = Field(
+        "volatility",
+        description=(
+            "volatility: threshold * trailing daily vol * sqrt(h), a move that is large for that stock; "
+            "sqrt: threshold * sqrt(h); constant: threshold"
+        ),
+    )
+    label3_vol_window: int = Field(20, ge=2, description="trailing rows (up to t) of the volatility band")
 
     @field_validator("horizons")
     @classmethod
@@ -145,8 +152,9 @@ class TargetParams(_Params):
         return _check_windows(horizons, 1, "horizons")
 
     def threshold(self, horizon: int) -> float:
-        """The ±band around zero that separates NEUTRAL from BULLISH/BEARISH at ``horizon``."""
-        scale = math.sqrt(horizon) if self.label3_scaling == "sqrt" else 1.0
+        """The ±band around zero that separates NEUTRAL from BULLISH/BEARISH at ``horizon``;
+        with ``volatility`` scaling, per unit of the row's trailing daily volatility."""
+        scale = 1.0 if self.label3_scaling == "constant" else math.sqrt(horizon)
         return self.label3_threshold * scale
 
 

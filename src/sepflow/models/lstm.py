@@ -1,0 +1,290 @@
+"""Two-layer LSTM over per-ticker windows of consecutive rows (Keras 3, TensorFlow backend).
+
+Windows. The input for row ``t`` of a ticker is that ticker's ``sequence_length`` consecutive
+rows of ``X`` ending at ``t`` (rows of one ticker must be contiguous and date-ascending; a
+gap in dates is not filled, the window simply spans it). A row with fewer earlier rows of its
+ticker is LEFT-PADDED WITH ZEROS after scaling (zero is the ticker's training mean), never
+skipped, so ``predict`` returns one value per input row, in input order. Training uses every
+row the same way, so the network has seen padded windows before it meets them.
+
+Context. ``predict(X)`` only looks back into ``X`` itself. To predict a later period, include
+each ticker's preceding ``sequence_length - 1`` rows: ``with_context(X_history, X_new, L)``
+prepends them and returns the mask selecting the new rows' predictions. ``fit`` does this for
+``eval_set`` itself, with the training rows as history.
+
+Scaling. ``TickerScaler`` learns each ticker's feature mean/std from the TRAINING rows only
+(tickers unseen in training use the global training mean/std); missing values become 0
+after scaling. Regression targets are standardised with the training mean/std and mapped back.
+
+Determinism bound. Fits are seeded (``keras.utils.set_random_seed``), TensorFlow runs with
+op determinism, XLA is off and batches come in a seeded order from one worker. Measured on
+CPU (TensorFlow 2.21, Keras 3.15): two fits with the same seed, in one process or in two,
+with 1 or 2 intra-op threads, gave IDENTICAL probabilities (max |Δp| = 0). Switching oneDNN
+kernels off (``TF_ENABLE_ONEDNN_OPTS=0``) moved them by 3e-7. Another CPU (oneDNN picks
+kernels per instruction set) or library version is expected to differ at that rounding
+level (not measured), more if early stopping then picks another epoch; only the same machine
+and versions promise identical weights. The tests allow 1e-6. The ``.keras`` file also
+records its save time, so its bytes differ between saves even when the weights do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from sepflow.errors import ConfigError, DataValidationError
+from sepflow.models.base import SepflowModel, TaskKind
+
+__all__ = ["LSTMModel", "TickerScaler", "sequence_windows", "ticker_blocks", "with_context"]
+
+NETWORK_FILE = "model.keras"
+SCALER_FILE = "scaler.npz"
+
+
+def _keras() -> ModuleType:
+    from sepflow.models import _keras_net
+
+    return _keras_net
+
+
+def _level(index: pd.Index, name: str) -> pd.Index:
+    if not isinstance(index, pd.MultiIndex) or name not in index.names:
+        raise DataValidationError(
+            f"lstm: X must be indexed by ('ticker', 'date'); index levels are {list(index.names)}"
+        )
+    return index.get_level_values(name)
+
+
+def ticker_blocks(index: pd.Index) -> np.ndarray:
+    """Block number (0, 1, …) of each row's ticker; a ticker's rows must be contiguous and date-ascending."""
+    tickers, dates = _level(index, "ticker"), _level(index, "date").to_numpy()
+    codes, uniques = pd.factorize(tickers)
+    starts = np.r_[True, codes[1:] != codes[:-1]]
+    blocks = np.cumsum(starts) - 1
+    if blocks[-1] + 1 != len(uniques):
+        raise DataValidationError("lstm: each ticker's rows must be contiguous; sort X by ticker, then date")
+    backwards = ~starts[1:] & ~(dates[1:] > dates[:-1])
+    if backwards.any():
+        row = int(np.flatnonzero(backwards)[0]) + 1
+        raise DataValidationError(
+            f"lstm: dates must strictly increase within a ticker; row {row} ({index[row]}) does not"
+        )
+    return blocks
+
+
+def sequence_windows(
+    values: np.ndarray, blocks: np.ndarray, sequence_length: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A (n_windows, sequence_length, n_features) strided view and each row's window number.
+
+    Each ticker block is preceded by ``sequence_length - 1`` zero rows in one padded array, so
+    the window ending at any row holds only that ticker's rows (or padding). No copy of the
+    windows is made; index the view with the returned numbers to gather a batch.
+    """
+    pad = sequence_length - 1
+    position = np.arange(len(values)) + (blocks + 1) * pad
+    padded = np.zeros((len(values) + (int(blocks[-1]) + 1) * pad, values.shape[1]), dtype=np.float32)
+    padded[position] = values
+    windows = np.lib.stride_tricks.sliding_window_view(padded, sequence_length, axis=0).transpose(0, 2, 1)
+    return windows, position - pad
+
+
+def with_context(
+    X_history: pd.DataFrame, X_new: pd.DataFrame, sequence_length: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``X_new`` with each ticker's last ``sequence_length - 1`` earlier rows of ``X_history`` before it.
+
+    Returns the combined frame (sorted by ticker, then date) and a boolean mask of its rows
+    that came from ``X_new``: ``model.predict(combined)[mask]`` are ``X_new``'s predictions
+    in ``X_new``'s order (when ``X_new`` is sorted by ticker, then date).
+    """
+    first_new = pd.Series(_level(X_new.index, "date"), index=_level(X_new.index, "ticker")).groupby(level=0).min()
+    history_dates = _level(X_history.index, "date")
+    cutoff = first_new.reindex(_level(X_history.index, "ticker")).to_numpy()
+    # Tickers absent from X_new have a NaT cutoff, and NaT comparisons are False: dropped.
+    earlier = X_history[np.asarray(history_dates < cutoff)]
+    context = earlier.groupby(level="ticker", sort=False).tail(max(sequence_length - 1, 0))
+    combined = pd.concat([context, X_new])
+    keys = combined.index.to_frame(index=False)
+    order = keys.sort_values(["ticker", "date"], kind="stable").index.to_numpy()
+    is_new = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(X_new), dtype=bool)][order]
+    return combined.iloc[order], is_new
+
+
+class TickerScaler:
+    """Per-ticker feature mean and std (ddof 0), fitted on training rows only.
+
+    A ticker without a usable value for a feature (all missing, or constant) takes the global
+    training mean/std for it; tickers unseen in training take the global ones throughout.
+    """
+
+    tickers_: np.ndarray
+    mean_: np.ndarray
+    std_: np.ndarray
+    global_mean_: np.ndarray
+    global_std_: np.ndarray
+
+    def fit(self, X: pd.DataFrame) -> TickerScaler:
+        """Learn the statistics from (training) rows ``X``."""
+        values = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        frame = pd.DataFrame(values, index=_level(X.index, "ticker").astype(str))
+        self.global_mean_ = frame.mean().fillna(0.0).to_numpy()
+        global_std = frame.std(ddof=0).to_numpy()
+        self.global_std_ = np.where(np.isfinite(global_std) & (global_std > 0), global_std, 1.0)
+        grouped = frame.groupby(level=0, sort=True)
+        mean, std = grouped.mean(), grouped.std(ddof=0)
+        self.tickers_ = mean.index.to_numpy(dtype=str)
+        self.mean_ = np.where(np.isnan(mean.to_numpy()), self.global_mean_, mean.to_numpy())
+        self.std_ = np.where(np.isfinite(std.to_numpy()) & (std.to_numpy() > 0), std.to_numpy(), self.global_std_)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Scaled float32 features; missing (and infinite) values become 0, the ticker's mean."""
+        position = pd.Index(self.tickers_).get_indexer(_level(X.index, "ticker").astype(str))
+        # get_indexer gives -1 for an unseen ticker, which picks the appended global row.
+        mean = np.vstack([self.mean_, self.global_mean_])[position]
+        std = np.vstack([self.std_, self.global_std_])[position]
+        scaled = (X.to_numpy(dtype=np.float64, na_value=np.nan) - mean) / std
+        return np.where(np.isfinite(scaled), scaled, 0.0).astype(np.float32)
+
+    def save(self, file: Path) -> None:
+        """Write the statistics as plain numpy arrays (no pickled objects)."""
+        np.savez(
+            file, tickers=self.tickers_, mean=self.mean_, std=self.std_,
+            global_mean=self.global_mean_, global_std=self.global_std_,
+        )
+
+    @classmethod
+    def load(cls, file: Path) -> TickerScaler:
+        """Read what ``save`` wrote."""
+        scaler = cls()
+        with np.load(file, allow_pickle=False) as arrays:
+            scaler.tickers_ = arrays["tickers"]
+            scaler.mean_, scaler.std_ = arrays["mean"], arrays["std"]
+            scaler.global_mean_, scaler.global_std_ = arrays["global_mean"], arrays["global_std"]
+        return scaler
+
+
+class LSTMModel(SepflowModel):
+    """LSTM(units1) → LSTM(units2) → Dense head: sigmoid (binary), softmax (multiclass), linear (regression).
+
+    ``eval_set`` enables early stopping on validation loss (``patience`` epochs) and restores
+    the best epoch's weights. Learned state: ``network_`` (the Keras model), ``scaler_``,
+    ``history_`` (loss per epoch), ``best_epoch_`` (1-based), ``target_mean_``/``target_std_``.
+    """
+
+    family = "lstm"
+    native_files: ClassVar[tuple[str, ...]] = (NETWORK_FILE, SCALER_FILE)
+    libraries: ClassVar[tuple[str, ...]] = ("keras", "tensorflow")
+
+    network_: Any
+    scaler_: TickerScaler
+    history_: dict[str, list[float]]
+    best_epoch_: int
+    target_mean_: float
+    target_std_: float
+
+    def __init__(
+        self,
+        task: TaskKind = "classification",
+        sequence_length: int = 60,
+        units1: int = 128,
+        units2: int = 64,
+        dropout: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        patience: int = 5,
+        random_state: int = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.task = task
+        self.sequence_length = sequence_length
+        self.units1 = units1
+        self.units2 = units2
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _windows(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return sequence_windows(self.scaler_.transform(X), ticker_blocks(X.index), int(self.sequence_length))
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        if self.task == "regression":
+            return ((y - self.target_mean_) / self.target_std_).astype(np.float32)
+        return y.astype(np.float32 if self.task == "classification" else np.int64)
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray, eval_set: tuple[pd.DataFrame, np.ndarray] | None) -> None:
+        for name in ("sequence_length", "epochs", "batch_size", "units1", "units2"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"lstm: {name} must be at least 1, got {getattr(self, name)}")
+        net = _keras()
+        net.seed_everything(int(self.random_state))
+        self.scaler_ = TickerScaler().fit(X)
+        self.target_mean_, self.target_std_ = 0.0, 1.0
+        if self.task == "regression":
+            self.target_mean_ = float(y.mean())
+            self.target_std_ = float(y.std()) or 1.0
+        windows, rows = self._windows(X)
+        train = net.WindowBatches(
+            windows, rows, self._targets(y), self.batch_size, shuffle_seed=int(self.random_state),
+        )
+        validation, callbacks = None, []
+        if eval_set is not None:
+            combined, is_new = with_context(X, eval_set[0], int(self.sequence_length))
+            val_windows, val_rows = self._windows(combined)
+            validation = net.WindowBatches(
+                val_windows, val_rows[is_new], self._targets(eval_set[1]), self.batch_size,
+            )
+            callbacks.append(net.early_stopping(int(self.patience)))
+        activation, loss = {
+            "classification": ("sigmoid", "binary_crossentropy"),
+            "multiclass": ("softmax", "sparse_categorical_crossentropy"),
+            "regression": ("linear", "mean_squared_error"),
+        }[self.task]
+        self.network_ = net.build_network(
+            sequence_length=int(self.sequence_length), n_features=self.n_features_in_,
+            units1=int(self.units1), units2=int(self.units2), dropout=float(self.dropout),
+            n_outputs=len(self.classes_) if self.task == "multiclass" else 1,
+            activation=activation, loss=loss, learning_rate=float(self.learning_rate),
+        )
+        history = self.network_.fit(
+            train, validation_data=validation, epochs=int(self.epochs), callbacks=callbacks,
+            verbose=self.verbose, shuffle=False,
+        )
+        self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
+        monitored = self.history_.get("val_loss") or self.history_["loss"]
+        self.best_epoch_ = int(np.argmin(monitored)) + 1 if eval_set is not None else len(monitored)
+
+    def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
+        windows, rows = self._windows(X)
+        raw = _keras().predict_windows(self.network_, windows, rows).astype(np.float64)
+        if self.task == "classification":
+            return np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
+        if self.task == "multiclass":
+            # float32 softmax rows sum to 1 only to ~1e-7; renormalise for downstream checks.
+            return raw / raw.sum(axis=1, keepdims=True)
+        return raw[:, 0] * self.target_std_ + self.target_mean_
+
+    def _save_native(self, folder: Path) -> dict[str, Any]:
+        _keras().save_network(self.network_, folder / NETWORK_FILE)
+        self.scaler_.save(folder / SCALER_FILE)
+        return {
+            "target_mean": self.target_mean_, "target_std": self.target_std_,
+            "best_epoch": self.best_epoch_, "history": self.history_,
+        }
+
+    def _load_native(self, folder: Path, state: dict[str, Any]) -> None:
+        self.network_ = _keras().load_network(folder / NETWORK_FILE)
+        self.scaler_ = TickerScaler.load(folder / SCALER_FILE)
+        self.target_mean_, self.target_std_ = float(state["target_mean"]), float(state["target_std"])
+        self.best_epoch_ = int(state["best_epoch"])
+        self.history_ = state["history"]

@@ -1,0 +1,68 @@
+"""Stage `rank_targets`: which targets can the model families predict? → selected_targets.json."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from sepflow.config import load_params
+from sepflow.evaluation.plots import bar_chart
+from sepflow.features.dataset import DatasetBuilder
+from sepflow.features.spec import feature_signature
+from sepflow.io import atomic_path, write_json
+from sepflow.ranking.targets import rank_targets
+from sepflow.stages.build_features import FEATURES, MANIFEST
+from sepflow.tracking.runs import stage_run, write_report
+
+SELECTED_TARGETS = Path("data/processed/selected_targets.json")
+RANKINGS = Path("reports/ranking/target_predictability_rankings.csv")
+IMPORTANCES = Path("reports/ranking/feature_importances.csv")
+REPORT = Path("reports/rank_targets.json")
+
+log = logging.getLogger(__name__)
+
+
+def main(params_path: str = "params.yaml") -> None:
+    params = load_params(params_path)
+    logged = {"ranking": params.ranking.model_dump(), "seed": params.seed}
+    with stage_run("rank_targets", params=logged, inputs=[FEATURES, MANIFEST]):
+        builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
+        ranking = rank_targets(builder, params.ranking, params.seed)
+        with atomic_path(RANKINGS) as tmp:
+            ranking.table.to_csv(tmp, index=False, float_format="%.6g")
+        with atomic_path(IMPORTANCES) as tmp:
+            ranking.importances.to_csv(tmp, index=False, float_format="%.6g")
+        write_json({"targets": ranking.selected, "manual": ranking.manual}, SELECTED_TARGETS)
+        composite = ranking.table["composite"] if "composite" in ranking.table else None
+        write_report({
+            "candidates": len(ranking.table), "selected": len(ranking.selected), "manual": ranking.manual,
+            "best_composite": None if composite is None else float(composite.max()),
+        }, REPORT)
+        for path in (RANKINGS, IMPORTANCES, SELECTED_TARGETS):
+            mlflow.log_artifact(str(path))
+        if not ranking.manual:
+            scores = ranking.table.set_index("target")["composite"].dropna()
+            mlflow.log_metrics({f"composite.{t}": float(v) for t, v in scores.items()})
+            mlflow.log_metric("targets_selected", len(ranking.selected))
+            with tempfile.TemporaryDirectory() as tmp:
+                chart = bar_chart(scores, Path(tmp) / "target_scores.png",
+                                  title="Target predictability (composite edge)", xlabel="mean edge over families")
+                mlflow.log_artifact(str(chart))
+    _summarise(ranking)
+
+
+def _summarise(ranking) -> None:
+    if ranking.manual:
+        print(f"rank_targets: manual target list, ranking skipped → {', '.join(ranking.selected)}")
+        return
+    columns = ["rank", "target", "composite", "consistency", "families_ok", "reason"]
+    print(ranking.table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if ranking.nothing_predictable:
+        log.warning("rank_targets: no target looks predictable (every composite score is below "
+                    "ranking.min_predictability_score); downstream stages have nothing to train")
+        print("WARNING: no target looks predictable; nothing selected")
+    else:
+        print(f"rank_targets: selected {', '.join(ranking.selected)} → {SELECTED_TARGETS}")
