@@ -18,8 +18,13 @@ BIN = Path(sys.executable).parent
 
 # A market small enough for seconds-long DVC runs, still with every realism feature.
 TINY_PARAMS: dict[str, dict[str, Any]] = {
-    "synthetic": {"n_tickers": 36, "n_days": 420},
+    "synthetic": {"n_tickers": 36, "n_days": 420, "signal_strength": 3.0},
     "universe": {"min_history_days": 60, "liquidity_window": 20},
+    "targets": {"horizons": [1, 5]},
+    "ranking": {"families": ["lightgbm", "xgboost"], "max_samples_per_symbol": 120, "top_n": 2,
+                "min_predictability_score": -1.0},  # plumbing, not signal: always keep the top 2
+    "selection": {"families": ["lightgbm", "xgboost"], "max_samples_per_symbol": 150, "top_m": 6,
+                  "permutation_rows": 500},
 }
 
 

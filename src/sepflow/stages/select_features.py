@@ -29,6 +29,7 @@ def main(params_path: str = "params.yaml") -> None:
         targets = read_json(SELECTED_TARGETS)["targets"]
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         selections = select_features(builder, targets, params.selection, params.seed) if targets else []
+        REPORTS.mkdir(parents=True, exist_ok=True)  # a declared output, even when nothing was selected
         for selection in selections:
             folder = REPORTS / selection.target
             with atomic_path(folder / "selected_features.txt") as tmp:
