@@ -149,13 +149,14 @@ def test_forest_imputes_with_training_medians_only(panel) -> None:
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("family", TREES)
 def test_contributions_are_treeshap_values(panel, fast_params, family: str, task: str) -> None:
-    """Per-row SHAP values: one per feature, and for regression they add up to prediction − bias."""
+    """SHAP values per row, output and feature; for regression they add up to prediction − bias."""
     model = _fit(panel, fast_params, family, task)
     X_test = panel.part(task, "test")[0]
     shap = model.contributions(X_test)
-    assert shap.shape == X_test.shape and np.isfinite(shap).all()
+    outputs = len(model.classes_) if task == "multiclass" else 1
+    assert shap.shape == (len(X_test), outputs, X_test.shape[1]) and np.isfinite(shap).all()
     if task == "regression":
-        residual = model.predict(X_test) - shap.sum(axis=1)
+        residual = model.predict(X_test) - shap[:, 0, :].sum(axis=1)
         np.testing.assert_allclose(residual, residual[0], atol=1e-4)  # the constant bias term

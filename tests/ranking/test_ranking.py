@@ -83,7 +83,7 @@ def test_selected_features_carry_the_signal(planted: DatasetBuilder) -> None:
     assert len(selection.selected) == 8
     assert set(selection.selected) & MOMENTUM
     table = selection.table
-    assert {"lightgbm_native", "lightgbm_permutation", "lightgbm_shap", "random_forest_native"} <= set(table.columns)
+    assert {"lightgbm_native", "lightgbm_permutation", "lightgbm_shap", "random_forest_shap"} <= set(table.columns)
     assert (table.loc[selection.selected, "support"] >= 2).all()
     agreement = selection.agreement
     assert list(agreement.columns) == ["lightgbm", "xgboost", "random_forest"]

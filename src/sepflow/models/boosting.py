@@ -113,14 +113,14 @@ class GradientBoostingModel(SepflowModel):
         return raw
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP values per row and feature (the library's own), summed over classes.
+        """Exact TreeSHAP values (the library's own), shaped (rows, outputs, features).
 
-        Columns follow ``feature_names_in_``; the bias column is dropped.
+        One output for binary and regression (the margin), one per class for multiclass;
+        features follow ``feature_names_in_``; the bias term is dropped.
         """
         raw = np.asarray(self._raw_contributions(self._matrix(self._check_features(X))), dtype=np.float64)
         n_features = len(self.feature_names_in_)
-        per_output = raw.reshape(len(X), -1, n_features + 1)  # (rows, outputs, features + bias)
-        return per_output[:, :, :n_features].sum(axis=1)
+        return raw.reshape(len(X), -1, n_features + 1)[:, :, :n_features]
 
     @property
     def feature_importances_(self) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -72,6 +73,21 @@ class RandomForestModel(SkopsModel):
         # keep_empty_features: a column empty in training still gets a value, so columns never shift.
         imputer = SimpleImputer(strategy="median", keep_empty_features=True)
         return Pipeline([("impute", imputer), ("forest", forest)])
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP values of the forest on imputed rows, shaped (rows, outputs, features).
+
+        Like the boosters: one output for binary (class 1; class 0's values are its negative)
+        and regression, one per class for multiclass.
+        """
+        import shap  # heavy import (numba); only feature selection needs it
+
+        imputed = self.estimator_[:-1].transform(self._matrix(self._check_features(X)))
+        values = np.asarray(shap.TreeExplainer(self.estimator_[-1]).shap_values(imputed), dtype=np.float64)
+        if values.ndim == 2:  # regression: (rows, features)
+            return values[:, None, :]
+        per_class = values.transpose(0, 2, 1)  # (rows, classes, features)
+        return per_class[:, 1:, :] if per_class.shape[1] == 2 else per_class
 
     @property
     def feature_importances_(self) -> np.ndarray:

@@ -5,8 +5,8 @@ yields up to three importance vectors:
 
 * ``native``: gain (boosters) or impurity decrease (random forest), from the training rows;
 * ``permutation``: drop in the held-out score when a feature is shuffled (held-out rows only);
-* ``shap``: mean |SHAP value| on held-out rows, from the boosters' exact TreeSHAP
-  (``pred_contribs``), no extra library needed.
+* ``shap``: mean |SHAP value| on held-out rows: exact TreeSHAP, the boosters' own
+  (``pred_contribs``) and the ``shap`` library's TreeExplainer for the random forest.
 
 Each vector is turned into a normalised rank in (0, 1] (1 = most important; ranks make gain,
 score drops and SHAP magnitudes comparable). A family's view of a feature is the mean of its
@@ -97,7 +97,7 @@ def family_importance(
             )
             vectors["permutation"] = permuted.importances_mean
             if (contributions := getattr(model, "contributions", None)) is not None:
-                vectors["shap"] = np.abs(contributions(X_held)).mean(axis=0)
+                vectors["shap"] = np.abs(contributions(X_held)).mean(axis=(0, 1))  # over rows and outputs
             for method, values in vectors.items():
                 per_method.setdefault(method, []).append(normalised_rank(pd.Series(values, index=X.columns)))
         result.by_method = pd.DataFrame({m: pd.concat(v, axis=1).mean(axis=1) for m, v in per_method.items()})
