@@ -25,6 +25,13 @@ TINY_PARAMS: dict[str, dict[str, Any]] = {
                 "min_predictability_score": -1.0},  # plumbing, not signal: always keep the top 2
     "selection": {"families": ["lightgbm", "xgboost"], "max_samples_per_symbol": 150, "top_m": 6,
                   "permutation_rows": 500},
+    "train": {
+        "tuning": {"n_trials": {"random_forest": 1, "xgboost": 2, "lightgbm": 2}},
+        "random_forest": {"n_estimators": 30, "n_jobs": 1},
+        "xgboost": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 1},
+        "lightgbm": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 1},
+        "lstm": {"sequence_length": 10, "units1": 8, "units2": 4, "epochs": 1, "batch_size": 256, "patience": 1},
+    },
 }
 
 
@@ -57,6 +64,15 @@ class RepoCopy:
         params = _merge(yaml.safe_load(path.read_text()), update)
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
+    def stage_runs(self, stage: str | None = None) -> list:
+        """The MLflow runs in this copy's database, optionally of one stage."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{self.root / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("sepflow")
+        query = f"tags.`sepflow.stage` = '{stage}'" if stage else ""
+        return client.search_runs([experiment.experiment_id], query)
+
     def commit(self, message: str = "test") -> None:
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", message, "--allow-empty")
@@ -67,10 +83,12 @@ def repo_copy(tmp_path: Path) -> Callable[..., RepoCopy]:
     """Factory: copy the tracked and untracked-but-not-ignored files, git init, tiny params, commit."""
 
     def make(params: dict[str, Any] | None = None) -> RepoCopy:
-        files = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO, capture_output=True, text=True, check=True,
-        ).stdout.split("\0")
+        tracked = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO, capture_output=True,
+                                 text=True, check=True).stdout.split("\0")
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                                   capture_output=True, text=True, check=True).stdout.split("\0")
+        # Uncommitted source counts (tests see work in progress), stray pipeline results do not.
+        files = tracked + [f for f in untracked if not f.startswith(("data/", "models/", "reports/"))]
         root = tmp_path / "repo"
         for name in filter(None, files):
             source = REPO / name

@@ -15,13 +15,19 @@ from pathlib import Path
 from sepflow.errors import SepflowError
 
 # Stage name → module under sepflow.stages (imported lazily: the CLI starts fast).
-STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features")
+STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features", "train")
+PER_FAMILY = ("train",)
 EXIT_BAD_INPUT = 2
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"sepflow.stages.{args.name}")
-    module.main(args.params)
+    if args.name in PER_FAMILY:
+        if not args.family:
+            raise SepflowError(f"stage {args.name} needs --family (one of params.yaml train.families)")
+        module.main(args.params, args.family)
+    else:
+        module.main(args.params)
     return 0
 
 
@@ -53,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params", default="params.yaml")
+    stage.add_argument("--family", help="model family, for the per-family stages (train)")
     stage.set_defaults(func=_cmd_stage)
 
     validate = sub.add_parser("validate", help="check a SEP/OHLCV file and print a one-line summary")

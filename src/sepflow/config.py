@@ -15,6 +15,7 @@ from sepflow.errors import ConfigError
 from sepflow.features.spec import FeatureParams, TargetParams
 from sepflow.ranking.features import SelectionParams
 from sepflow.ranking.targets import RankingParams
+from sepflow.training.params import TrainParams
 from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams
@@ -45,6 +46,7 @@ class Params(BaseModel):
     targets: TargetParams = Field(default_factory=TargetParams)
     ranking: RankingParams = Field(default_factory=RankingParams)
     selection: SelectionParams = Field(default_factory=SelectionParams)
+    train: TrainParams = Field(default_factory=TrainParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,80 @@
+"""Stage `train@FAMILY`: one model family on every selected target → ``models/<family>/<target>/``.
+
+Each trained folder is logged to MLflow as a pyfunc, registered as a new version of
+``<family>-<target>`` and given the alias ``candidate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from sepflow.config import load_params
+from sepflow.features.dataset import DatasetBuilder
+from sepflow.features.spec import feature_signature
+from sepflow.io import read_json, read_panel_metadata
+from sepflow.stages.build_features import FEATURES, MANIFEST
+from sepflow.stages.rank_targets import SELECTED_TARGETS
+from sepflow.stages.select_features import SELECTED_FEATURES
+from sepflow.tracking.registry import model_name, register_trained
+from sepflow.tracking.runs import flatten, stage_run, write_report
+from sepflow.training.train import forward_returns_for, train_family
+
+MODELS = Path("models")
+REPORTS = Path("reports/train")
+COMMON_KEYS = ("validation_fraction", "test_fraction", "embargo_days", "max_samples_per_symbol", "n_splits",
+               "calibration", "fee_bps", "slippage_bps", "tuning")
+
+
+def main(params_path: str = "params.yaml", family: str = "") -> None:
+    params = load_params(params_path)
+    train = params.train
+    logged = {"train": {**{k: getattr(train, k) for k in COMMON_KEYS}, family: train.model_params(family)},
+              "seed": params.seed}
+    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SELECTED_FEATURES]
+    with stage_run(f"train@{family}", params=logged, inputs=inputs) as run:
+        targets = read_json(SELECTED_TARGETS)["targets"]
+        chosen = read_json(SELECTED_FEATURES)
+        asof = read_panel_metadata(FEATURES).get("asof", "")
+        builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
+        (MODELS / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
+        rows = []
+        for target in targets:
+            ds = builder.build(target, chosen[target])
+            result = train_family(
+                family, target, ds, chosen[target], train, params.seed, asof=asof,
+                out_dir=MODELS / family / target, optuna_storage=train.tuning.resolved_storage(),
+                forward_returns=forward_returns_for(builder, ds),
+            )
+            metrics = {k: v for k, v in flatten(result.metrics, f"{target}.").items() if _is_number(v)}
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            if result.trials is not None:
+                mlflow.log_table(result.trials, artifact_file=f"tuning/{target}_trials.json")
+            version = register_trained(result.out_dir, model_name(family, target), run.info.run_id)
+            headline = result.metrics.get("headline")
+            rows.append({"target": target, "artifact": result.artifact_name, "version": version,
+                         "headline": headline,
+                         "validation": result.metrics["validation"].get(headline),
+                         "test": result.metrics["test"].get(headline),
+                         "overfit_margin": result.metrics.get("overfit_margin")})
+        write_report({"family": family, "asof": asof, "models": rows}, REPORTS / f"{family}.json")
+    _summarise(family, rows)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return value not in ("None", "nan")
+
+
+def _summarise(family: str, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        print(f"train@{family}: no selected targets; nothing trained")
+        return
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"train@{family}: {len(rows)} model(s) → {MODELS / family}/, registered as candidate")

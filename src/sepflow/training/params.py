@@ -1,0 +1,133 @@
+"""``params.yaml: train``: how each family is tuned, fitted, calibrated and judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sepflow.models import FAMILIES, TASKS
+from sepflow.models.tuning import SCORINGS, TUNABLE
+from sepflow.tracking.lineage import repo_root
+
+__all__ = ["TrainParams", "TuningParams"]
+
+_SQLITE = "sqlite:///"
+
+
+class TuningParams(BaseModel):
+    """``train.tuning``: Optuna trials per family over purged folds of the training segment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Families absent here (or at 0) are fitted with their fixed params only.
+    n_trials: dict[str, int] = Field(default_factory=lambda: {"random_forest": 6, "xgboost": 10, "lightgbm": 10})
+    # An SQLAlchemy URL; a relative SQLite path is taken from the repository root. null: in memory, no resuming.
+    storage: str | None = "sqlite:///optuna.db"
+    scoring: dict[str, str] = Field(
+        default_factory=lambda: {"classification": "balanced_accuracy", "multiclass": "balanced_accuracy",
+                                 "regression": "rank_ic"}
+    )
+    # Searched only for families whose fixed params do not set n_estimators.
+    n_estimators_range: tuple[int, int] = (100, 1000)
+
+    @field_validator("n_trials")
+    @classmethod
+    def _tunable(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(TUNABLE))
+        if unknown:
+            raise ValueError(f"no search space for {unknown}; tunable families: {list(TUNABLE)}")
+        if any(n < 0 for n in value.values()):
+            raise ValueError(f"trial counts must be >= 0, got {value}")
+        return value
+
+    @field_validator("scoring")
+    @classmethod
+    def _scorings(cls, value: dict[str, str]) -> dict[str, str]:
+        for task in TASKS:
+            if value.get(task) not in SCORINGS[task]:
+                raise ValueError(f"scoring.{task} must be one of {list(SCORINGS[task])}, got {value.get(task)!r}")
+        unknown = sorted(set(value) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; tasks: {list(TASKS)}")
+        return value
+
+    @field_validator("n_estimators_range")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError(f"n_estimators_range must be [low, high] with 1 <= low <= high, got {list(value)}")
+        return value
+
+    def resolved_storage(self, root: Path | None = None) -> str | None:
+        """``storage`` with a relative SQLite path made absolute under ``root`` (default: the repo root).
+
+        DVC experiments run in temporary copies; an absolute path keeps every study in one database.
+        """
+        if self.storage is None or not self.storage.startswith(_SQLITE):
+            return self.storage
+        path = self.storage[len(_SQLITE):]
+        if path in ("", ":memory:") or Path(path).is_absolute():
+            return self.storage
+        return f"{_SQLITE}{(root or repo_root()) / path}"
+
+
+class TrainParams(BaseModel):
+    """``params.yaml: train``. The per-family sections are constructor params fixed for every fit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    families: list[str] = Field(
+        default_factory=lambda: ["dummy", "random_forest", "xgboost", "lightgbm", "lstm", "ensemble"]
+    )
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    embargo_days: int = Field(5, ge=0)  # raised to the target's horizon when smaller
+    max_samples_per_symbol: int | None = Field(None, ge=10)  # null: every row
+    n_splits: int = Field(3, ge=2)
+    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    fee_bps: float = Field(5.0, ge=0)
+    slippage_bps: float = Field(5.0, ge=0)
+    tuning: TuningParams = Field(default_factory=TuningParams)
+
+    dummy: dict[str, Any] = Field(default_factory=dict)
+    random_forest: dict[str, Any] = Field(default_factory=lambda: {"n_jobs": 2})
+    xgboost: dict[str, Any] = Field(
+        default_factory=lambda: {"n_estimators": 400, "early_stopping_rounds": 30, "n_jobs": 2}
+    )
+    lightgbm: dict[str, Any] = Field(
+        default_factory=lambda: {"n_estimators": 400, "early_stopping_rounds": 30, "n_jobs": 2}
+    )
+    lstm: dict[str, Any] = Field(
+        default_factory=lambda: {"sequence_length": 60, "units1": 128, "units2": 64, "epochs": 20,
+                                 "batch_size": 256, "patience": 3}
+    )
+    mlp: dict[str, Any] = Field(default_factory=dict)
+    ensemble: dict[str, Any] = Field(default_factory=lambda: {"alpha": 1.0})
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: list[str]) -> list[str]:
+        # A family needs a section below for its fixed params.
+        unknown = [f for f in value if f not in FAMILIES or f not in cls.model_fields]
+        if unknown or len(set(value)) != len(value) or not value:
+            raise ValueError(f"families must be distinct known families ({sorted(FAMILIES)}), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> TrainParams:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"validation_fraction + test_fraction must be below 1, got "
+                f"{self.validation_fraction} + {self.test_fraction}"
+            )
+        return self
+
+    def embargo_for(self, horizon: int) -> int:
+        """Embargo in unique dates for a target of ``horizon`` days: never shorter than the label."""
+        return max(self.embargo_days, int(horizon))
+
+    def model_params(self, family: str) -> dict[str, Any]:
+        """A copy of ``family``'s fixed constructor params."""
+        return dict(getattr(self, family))

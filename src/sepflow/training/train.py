@@ -1,0 +1,526 @@
+"""train_family: tune, fit, calibrate, choose the threshold and evaluate one family on one target.
+
+Leakage rules, each enforced here:
+
+- rows are cut into chronological train / validation / test segments, purged by label end with
+  an embargo of at least the target's horizon (``sepflow.training.segments``);
+- Optuna searches over purged folds of the TRAIN segment only;
+- the final model trains on TRAIN; VALIDATION drives early stopping, the calibrator, the
+  decision threshold and the ensemble weights; TEST is only scored;
+- an LSTM's validation and test windows look back into the rows before them (features only,
+  never labels), as it would in production.
+
+The threshold objective is the net Sharpe of the long/flat book when the target's forward
+returns are given. An h-day return held from every date would count each day h times, so the
+book holds for h days: it trades on every h-th validation date, annualised with 252 / h.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from sepflow.errors import ConfigError, DataValidationError, SepflowError
+from sepflow.evaluation.calibration import ProbabilityCalibrator, fit_calibrator
+from sepflow.evaluation.metrics import (
+    classification_metrics,
+    information_coefficients,
+    regression_metrics,
+)
+from sepflow.evaluation.thresholds import tune_threshold
+from sepflow.evaluation.trading import TRADING_DAYS, backtest
+from sepflow.features.dataset import Dataset, DatasetBuilder
+from sepflow.features.targets import LABEL3_CLASSES
+from sepflow.io import write_json
+from sepflow.models import (
+    TASKS,
+    EnsembleModel,
+    LSTMModel,
+    SepflowModel,
+    TaskKind,
+    make_model,
+    with_context,
+)
+from sepflow.models.base import _atomic_folder
+from sepflow.models.tuning import TUNABLE, search_space, trials_frame, tune
+from sepflow.ranking.targets import panel_frame, sample_rows
+from sepflow.tracking.lineage import params_digest
+from sepflow.training.artifacts import (
+    ARTIFACTS,
+    CALIBRATOR_FILE,
+    FEATURES_FILE,
+    INPUT_EXAMPLE_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    THRESHOLD_FILE,
+    calibrator_to_json,
+    decide,
+    load_trained,
+)
+from sepflow.training.params import TrainParams
+from sepflow.training.segments import SEGMENTS, Segments, segments_by_fraction
+from sepflow.validation.splits import PurgedKFold
+
+__all__ = ["HEADLINE", "TrainResult", "artifact_name", "forward_returns_for", "train_family"]
+
+log = logging.getLogger(__name__)
+
+# The metric whose train − validation gap is reported as the overfit margin.
+HEADLINE: dict[str, str] = {"classification": "roc_auc", "multiclass": "roc_auc", "regression": "rank_ic"}
+FINGERPRINT_ATTR = "sepflow.fingerprint"
+EXAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train_family`` wrote (to ``out_dir``) and learned; ``trials`` is None for untuned families."""
+
+    family: str
+    target: str
+    task: TaskKind
+    artifact_name: str
+    out_dir: Path
+    model: SepflowModel
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+    trials: pd.DataFrame | None
+
+
+def artifact_name(target: str, task: TaskKind, asof: str) -> str:
+    """``<target>_<clf|reg>_<asof>``, e.g. ``dir_5d_clf_2024-06-28``."""
+    return f"{target}_{'reg' if task == 'regression' else 'clf'}_{asof}"
+
+
+def forward_returns_for(builder: DatasetBuilder, ds: Dataset) -> np.ndarray:
+    """The target horizon's ``return_<h>d`` for every row of ``ds`` (NaN where unknown)."""
+    returns = builder.build(
+        f"return_{ds.meta['horizon']}d", [ds.feature_names[0]], universe_only=ds.meta["universe_only"], dropna=False,
+    )
+    keys = pd.MultiIndex.from_arrays([returns.tickers, returns.dates])
+    lookup = pd.Series(returns.y.to_numpy(dtype=float), index=keys)
+    return lookup.reindex(pd.MultiIndex.from_arrays([ds.tickers, ds.dates])).to_numpy()
+
+
+def train_family(
+    family: str,
+    target: str,
+    ds: Dataset,
+    selected_features: list[str],
+    params: TrainParams,
+    seed: int,
+    *,
+    asof: str,
+    out_dir: Path,
+    optuna_storage: str | None,
+    forward_returns: Any = None,
+) -> TrainResult:
+    """Train ``family`` on ``ds`` (the dataset of ``target``) and write its folder ``out_dir``.
+
+    ``selected_features`` are the model inputs, in order. ``forward_returns`` (one per row of
+    ``ds``, e.g. from ``forward_returns_for``) switch the threshold objective to net Sharpe and
+    add trading and IC-on-returns metrics. ``optuna_storage`` holds the resumable study
+    ``<family>-<target>`` (None: in memory). The ``ensemble`` family fits weights over the
+    members already saved under ``out_dir.parent.parent/<family>/<target>``. With
+    ``params.max_samples_per_symbol`` each ticker keeps that many evenly spaced rows (as target
+    ranking does); an LSTM's windows then step over the rows left out.
+    """
+    task = _task(ds, target)
+    features = _features(ds, selected_features)
+    _check_asof(asof)
+    out_dir = Path(out_dir)
+    sampled = (
+        sample_rows(ds.tickers, params.max_samples_per_symbol) if params.max_samples_per_symbol
+        else np.arange(len(ds.y))
+    )
+    X_all, y_all, groups = panel_frame(ds, sampled)
+    X_all = X_all[features]
+    returns_all = None if forward_returns is None else _aligned(forward_returns, len(ds.y))[sampled]
+    horizon = int(ds.meta["horizon"])
+    embargo = params.embargo_for(horizon)
+    segments = segments_by_fraction(
+        groups["date"], groups["label_end"], validation_fraction=params.validation_fraction,
+        test_fraction=params.test_fraction, embargo_days=embargo,
+    )
+    X = {name: X_all.iloc[rows] for name, rows in segments.items()}
+    y = {name: y_all.iloc[rows] for name, rows in segments.items()}
+
+    study, ensemble_record = None, None
+    if family == "ensemble":
+        model, ensemble_record = _fit_ensemble(target, task, features, segments, X_all, X["validation"],
+                                               y["validation"], out_dir, params)
+    else:
+        model_params, study = _model_params(family, task, target, X["train"], y["train"],
+                                            groups.iloc[segments["train"]], params, seed, embargo,
+                                            optuna_storage, ds.meta["feature_signature"])
+        model = make_model(family, task, **model_params)
+        model.fit(X["train"], y["train"], eval_set=(X["validation"], y["validation"]))
+
+    context = {
+        name: _SegmentContext(
+            dates=groups["date"].to_numpy()[rows], tickers=X[name].index.get_level_values("ticker").to_numpy(),
+            returns=None if returns_all is None else returns_all[rows],
+        )
+        for name, rows in segments.items()
+    }
+    calibrator, threshold, metrics = _evaluate(model, X_all, X, y, context, horizon, params)
+    name = artifact_name(target, task, asof)
+    metadata = {
+        "artifact_name": name, "family": family, "target": target, "task": task, "asof": asof, "seed": seed,
+        "data": {
+            **{key: ds.meta[key] for key in ("n_rows", "n_tickers", "date_min", "date_max", "dropped",
+                                             "feature_signature", "universe_only", "horizon")},
+            "rows_used": len(sampled), "forward_returns": forward_returns is not None,
+        },
+        "segments": segments.info,
+        "embargo_days": embargo,
+        "model_params": _json_params(model),
+        "train_params": params.model_dump(mode="json"),
+        "tuning": _tuning_record(study),
+        "ensemble": ensemble_record,
+        "libraries": _library_versions(model),
+        "artifacts": ARTIFACTS,
+    }
+    example = X["test"].head(EXAMPLE_ROWS).reset_index()
+    example["date"] = example["date"].dt.strftime("%Y-%m-%d")
+    files = {
+        CALIBRATOR_FILE: calibrator_to_json(calibrator),
+        THRESHOLD_FILE: _json_ready(threshold),
+        FEATURES_FILE: {"features": features, "feature_signature": ds.meta["feature_signature"]},
+        METRICS_FILE: _json_ready(metrics),
+        METADATA_FILE: _json_ready(metadata),
+        INPUT_EXAMPLE_FILE: example.to_dict(orient="list"),
+    }
+    # One folder swap: an interrupted run leaves the previous folder whole, never a mix of both.
+    with _atomic_folder(out_dir) as staging:
+        model.save(staging / MODEL_DIR)
+        for file, content in files.items():
+            write_json(content, staging / file)
+    return TrainResult(
+        family=family, target=target, task=task, artifact_name=name, out_dir=out_dir, model=model,
+        metrics=files[METRICS_FILE], metadata=files[METADATA_FILE],
+        trials=None if study is None else trials_frame(study),
+    )
+
+
+@dataclass(frozen=True)
+class _SegmentContext:
+    """Per-row dates, tickers and (optional) forward returns of one segment."""
+
+    dates: np.ndarray
+    tickers: np.ndarray
+    returns: np.ndarray | None
+
+
+def _evaluate(
+    model: SepflowModel, X_all: pd.DataFrame, X: dict[str, pd.DataFrame], y: dict[str, pd.Series],
+    context: dict[str, _SegmentContext], horizon: int, params: TrainParams,
+) -> tuple[ProbabilityCalibrator | None, dict[str, Any], dict[str, Any]]:
+    """Calibrator and decision rule fitted on validation, and every segment's metrics."""
+    task = model.task
+    outputs = {name: _segment_output(model, X_all, X[name]) for name in SEGMENTS}
+    calibrator, threshold = None, {"threshold": None, "rule": "prediction" if task == "regression" else "argmax"}
+    if task != "regression":
+        y_val = np.asarray(y["validation"])
+        if params.calibration != "none":
+            calibrator = fit_calibrator(outputs["validation"], y_val, params.calibration, classes=model.classes_)
+        outputs = {name: _calibrated(calibrator, output) for name, output in outputs.items()}
+        if task == "classification":
+            threshold = _choose_threshold(outputs["validation"][:, 1], y_val, model.classes_,
+                                          context["validation"], horizon, params)
+    per_segment = {
+        name: _segment_metrics(model, np.asarray(y[name]), outputs[name], threshold["threshold"],
+                               context[name], horizon, params)
+        for name in SEGMENTS
+    }
+    headline = HEADLINE[task]
+    metrics = {
+        **per_segment, "headline": headline,
+        "overfit_margin": per_segment["train"][headline] - per_segment["validation"][headline],
+    }
+    return calibrator, threshold, metrics
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _task(ds: Dataset, target: str) -> TaskKind:
+    if ds.meta.get("target") != target:
+        raise ConfigError(f"training: the dataset is for target {ds.meta.get('target')!r}, not {target!r}")
+    if ds.meta.get("kind") not in TASKS:
+        raise ConfigError(f"training: target {target!r} has kind {ds.meta.get('kind')!r}; tasks: {TASKS}")
+    return ds.meta["kind"]
+
+
+def _features(ds: Dataset, selected: list[str]) -> list[str]:
+    selected = [str(f) for f in selected]
+    unknown = [f for f in selected if f not in ds.feature_names]
+    if unknown or not selected or len(set(selected)) != len(selected):
+        raise ConfigError(
+            f"training: selected features must be distinct features of the dataset; unknown {unknown}, "
+            f"{len(selected) - len(set(selected))} repeated, {len(selected)} in all"
+        )
+    return selected
+
+
+def _check_asof(asof: str) -> None:
+    try:
+        date.fromisoformat(asof)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"training: asof must be a YYYY-MM-DD date, got {asof!r}") from exc
+
+
+def _aligned(values: Any, n_rows: int) -> np.ndarray:
+    returns = np.asarray(values, dtype=float)
+    if returns.shape != (n_rows,):
+        raise DataValidationError(
+            f"training: forward_returns must hold one value per dataset row ({n_rows}), got shape {returns.shape}"
+        )
+    return returns
+
+
+# -- tuning and fitting ------------------------------------------------------------------------
+
+
+def _searched_params(family: str, task: TaskKind) -> set[str]:
+    """The constructor params ``family``'s search space samples (asked of a throwaway in-memory trial)."""
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    return set(search_space(family, probe, task))
+
+
+def _claim_study(storage: str | None, study_name: str, fingerprint: str) -> None:
+    """Resume the stored study only if it searched the same problem; a stale one is started afresh.
+
+    Trials scored on other rows, features or folds would otherwise win the new search unseen.
+    """
+    if storage is None:
+        return
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    recorded = study.user_attrs.get(FINGERPRINT_ATTR)
+    if recorded is not None and recorded != fingerprint:
+        log.warning("training: study %s searched other data or settings; starting it afresh", study_name)
+        optuna.delete_study(study_name=study_name, storage=storage)
+        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+    # Recorded before the first trial, so an interrupted first run still resumes.
+    study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+
+
+def _model_params(
+    family: str, task: TaskKind, target: str, X_train: pd.DataFrame, y_train: pd.Series, groups: pd.DataFrame,
+    params: TrainParams, seed: int, embargo: int, storage: str | None, feature_signature: str,
+) -> tuple[dict[str, Any], optuna.Study | None]:
+    """Constructor params for the final fit: fixed params, plus Optuna's best for tuned families."""
+    fixed = params.model_params(family)
+    n_trials = params.tuning.n_trials.get(family, 0)
+    if family not in TUNABLE or n_trials == 0:
+        return {"random_state": seed, **fixed}, None
+    clash = sorted((set(fixed) & _searched_params(family, task)) - {"n_estimators"})
+    if clash:
+        raise ConfigError(
+            f"training: train.{family} fixes {clash}, which tuning searches; remove them or set "
+            f"train.tuning.n_trials.{family}: 0"
+        )
+    # A fixed n_estimators pins the searched range: every trial then trains what the final fit caps.
+    low, high = (int(fixed["n_estimators"]),) * 2 if "n_estimators" in fixed else params.tuning.n_estimators_range
+    scoring = params.tuning.scoring[task]
+    study_name = f"{family}-{target}"
+    fingerprint = params_digest({
+        "task": task, "features": list(X_train.columns), "feature_signature": feature_signature,
+        "data": [int(pd.util.hash_pandas_object(X_train).sum()), int(pd.util.hash_pandas_object(y_train).sum())],
+        "scoring": scoring, "n_splits": params.n_splits, "embargo_days": embargo, "seed": seed,
+        "fixed": fixed, "n_estimators_range": [low, high],
+    })
+    _claim_study(storage, study_name, fingerprint)
+    best, study = tune(
+        family, task, X_train, y_train, groups, PurgedKFold(params.n_splits, embargo_days=embargo),
+        n_trials=n_trials, seed=seed, storage=storage, study_name=study_name, scoring=scoring,
+        fixed_params=fixed, n_estimators_range=(low, high),
+    )
+    return best, study
+
+
+def _fit_ensemble(
+    target: str, task: TaskKind, features: list[str], segments: Segments, X_all: pd.DataFrame,
+    X_val: pd.DataFrame, y_val: pd.Series, out_dir: Path, params: TrainParams,
+) -> tuple[EnsembleModel, dict[str, Any]]:
+    """Weights over the saved members, fitted on their validation predictions only.
+
+    A member is skipped (and the reason recorded) when it is missing or was trained on other
+    features or other segments: its "validation" rows could then be rows it trained on.
+    """
+    root = out_dir.parent.parent
+    members: dict[str, SepflowModel] = {}
+    skipped: dict[str, str] = {}
+    for family in (f for f in params.families if f != "ensemble"):
+        try:
+            member = load_trained(root / family / target)
+        except SepflowError as exc:
+            skipped[family] = str(exc)
+            continue
+        if member.task != task:
+            skipped[family] = f"trained for task {member.task!r}, not {task!r}"
+        elif member.features != features:
+            skipped[family] = "trained on other features"
+        elif member.metadata.get("segments") != segments.info:
+            skipped[family] = "trained on other segments"
+        else:
+            members[family] = member.model
+    for family, reason in skipped.items():
+        log.warning("training: ensemble %s skips %s: %s", target, family, reason)
+    if not members:
+        raise ConfigError(f"training: no usable ensemble member under {root}/<family>/{target}: {skipped}")
+    ensemble = EnsembleModel(members, task=task, **params.model_params("ensemble"))
+    combined, positions = _in_context(ensemble, X_all, X_val)
+    ensemble.fit_weights(ensemble.member_predictions(combined).iloc[positions], y_val)
+    return ensemble, {"members": list(members), "weights": ensemble.weights_, "skipped": skipped}
+
+
+# -- predictions -------------------------------------------------------------------------------
+
+
+def _context_length(model: SepflowModel) -> int:
+    if isinstance(model, LSTMModel):
+        return int(model.sequence_length)
+    if isinstance(model, EnsembleModel):
+        return max(_context_length(member) for member in model.members.values())
+    return 1
+
+
+def _in_context(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """``X_seg`` preceded by the earlier rows the model looks back on, and the positions of ``X_seg``'s rows."""
+    combined, _ = with_context(X_all, X_seg, _context_length(model))
+    return combined, combined.index.get_indexer(X_seg.index)
+
+
+def _segment_output(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> np.ndarray:
+    """Probabilities (classifiers) or predictions (regression) for the rows of ``X_seg``, in order."""
+    combined, positions = _in_context(model, X_all, X_seg)
+    output = model.predict(combined) if model.task == "regression" else model.predict_proba(combined)
+    return output[positions]
+
+
+def _calibrated(calibrator: ProbabilityCalibrator | None, proba: np.ndarray) -> np.ndarray:
+    return proba if calibrator is None else calibrator.transform(proba)
+
+
+# -- threshold and metrics ---------------------------------------------------------------------
+
+
+def _holding_rows(dates: np.ndarray, returns: np.ndarray, horizon: int) -> np.ndarray:
+    """Rows on every ``horizon``-th date with a known forward return: non-overlapping holding periods."""
+    trade_dates = np.unique(dates)[::horizon]
+    return np.flatnonzero(np.isin(dates, trade_dates) & np.isfinite(returns))
+
+
+def _net_sharpe(p_up: np.ndarray, threshold: float, dates: np.ndarray, tickers: np.ndarray, returns: np.ndarray,
+                horizon: int, params: TrainParams) -> float:
+    rows = _holding_rows(dates, returns, horizon)
+    if len(rows) == 0:
+        return float("nan")
+    book = pd.DataFrame({"ticker": tickers[rows], "date": dates[rows], "signal": p_up[rows],
+                         "forward_return": returns[rows]})
+    return backtest(book, threshold=threshold, fee_bps=params.fee_bps, slippage_bps=params.slippage_bps,
+                    periods_per_year=TRADING_DAYS / horizon).summary["sharpe"]
+
+
+def _choose_threshold(
+    p_up: np.ndarray, y: np.ndarray, classes: np.ndarray, context: _SegmentContext, horizon: int,
+    params: TrainParams,
+) -> dict[str, Any]:
+    """The validation-tuned threshold on calibrated P(up), with how it was chosen."""
+    returns = context.returns
+    rows = np.array([], dtype=int) if returns is None else _holding_rows(context.dates, returns, horizon)
+    if returns is not None and len(rows):
+        choice = tune_threshold(
+            p_up[rows], y[rows], forward_returns=returns[rows], dates=context.dates[rows],
+            tickers=context.tickers[rows], fee_bps=params.fee_bps, slippage_bps=params.slippage_bps,
+            periods_per_year=TRADING_DAYS / horizon,
+        )
+    else:
+        rows = np.arange(len(y))
+        choice = tune_threshold(p_up, y)
+    return {
+        "threshold": choice.threshold, "rule": "calibrated P(positive_class) > threshold",
+        "positive_class": classes.tolist()[1], "objective": choice.objective,
+        "validation_score": choice.score, "n_rows": len(rows),
+        "fee_bps": params.fee_bps, "slippage_bps": params.slippage_bps,
+    }
+
+
+def _ranking_score(task: TaskKind, classes: np.ndarray, output: np.ndarray, y: np.ndarray,
+                   returns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(score, outcome) to rank names by per date: P(up) or the expected ordinal class, against returns or labels."""
+    if task == "classification":
+        return output[:, 1], y.astype(float) if returns is None else returns
+    if not set(classes.tolist()) <= set(LABEL3_CLASSES):
+        return None  # classes without a known order have no ranking score
+    order = np.array([LABEL3_CLASSES.index(c) for c in classes], dtype=float)
+    outcome = np.array([LABEL3_CLASSES.index(c) for c in y], dtype=float) if returns is None else returns
+    return output @ order, outcome
+
+
+def _segment_metrics(
+    model: SepflowModel, y: np.ndarray, output: np.ndarray, threshold: float | None, context: _SegmentContext,
+    horizon: int, params: TrainParams,
+) -> dict[str, float]:
+    if model.task == "regression":
+        return {**regression_metrics(y, output), **information_coefficients(context.dates, y, output)}
+    classes = model.classes_
+    metrics = classification_metrics(y, decide(output, classes, threshold), output, labels=classes)
+    ranking = _ranking_score(model.task, classes, output, y, context.returns)
+    if ranking is not None:
+        metrics.update(information_coefficients(context.dates, ranking[1], ranking[0]))
+    if threshold is not None and context.returns is not None:
+        metrics["net_sharpe"] = _net_sharpe(output[:, 1], threshold, context.dates, context.tickers,
+                                            context.returns, horizon, params)
+    return metrics
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+def _json_params(model: SepflowModel) -> dict[str, Any]:
+    params = model.get_params(deep=False)
+    if isinstance(model, EnsembleModel):
+        params["members"] = list(model.members)
+    return params
+
+
+def _tuning_record(study: optuna.Study | None) -> dict[str, Any] | None:
+    if study is None:
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return {"study_name": study.study_name, "n_complete_trials": len(complete),
+            "best_value": study.best_value, "best_params": study.best_params}
+
+
+def _library_versions(model: SepflowModel) -> dict[str, str]:
+    libraries = list(model.libraries)
+    if isinstance(model, EnsembleModel):
+        libraries += [lib for member in model.members.values() for lib in member.libraries]
+    versions = {"python": platform.python_version()}
+    for name in dict.fromkeys(["sepflow", "numpy", "pandas", "sklearn", "optuna", *libraries]):
+        versions[name] = str(getattr(importlib.import_module(name), "__version__", "unknown"))
+    return versions
+
+
+def _json_ready(value: Any) -> Any:
+    """Nested dicts with NaN/inf replaced by None (strict JSON, readable by DVC) and numpy scalars unwrapped."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

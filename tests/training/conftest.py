@@ -1,0 +1,51 @@
+"""A small synthetic market with a planted signal, and train params that keep every fit fast.
+
+Shared through fixtures: the suite runs with ``--import-mode=importlib``, so test modules
+cannot import helpers from this folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+
+from sepflow.features.dataset import DatasetBuilder, assemble_features_frame
+from sepflow.features.spec import FeatureParams, TargetParams
+from sepflow.sep.synthetic import SyntheticParams, generate_market
+from sepflow.sep.universe import UniverseParams, filter_universe
+from sepflow.training.params import TrainParams
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FEATURES = ["ret_5d", "ret_20d", "ret_60d", "sma_ratio_20", "sma_ratio_50", "rsi_14", "ret_20d_xs", "rvol_20"]
+
+FAST: dict[str, Any] = {
+    "tuning": {"n_trials": {"random_forest": 2, "xgboost": 2, "lightgbm": 2}, "storage": None,
+               "n_estimators_range": [5, 15]},
+    "random_forest": {"n_jobs": 1},
+    "xgboost": {"n_estimators": 20, "early_stopping_rounds": 5, "n_jobs": 1},
+    "lightgbm": {"n_estimators": 20, "early_stopping_rounds": 5, "n_jobs": 1},
+    "lstm": {"sequence_length": 5, "units1": 4, "units2": 2, "epochs": 1, "batch_size": 256, "patience": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def builder() -> DatasetBuilder:
+    """30 tickers × 400 days; about 4,600 usable rows over 16 tickers for the features below."""
+    market = generate_market(SyntheticParams(n_tickers=30, n_days=400, signal_strength=3))
+    universe = filter_universe(market.sep, market.tickers, UniverseParams(min_history_days=60, liquidity_window=20))
+    frame, manifest = assemble_features_frame(universe.sep, FeatureParams(), TargetParams(horizons=[5]))
+    return DatasetBuilder.from_frame(frame, manifest)
+
+
+@pytest.fixture(scope="session")
+def features() -> list[str]:
+    return list(FEATURES)
+
+
+@pytest.fixture(scope="session")
+def fast_params() -> TrainParams:
+    """Two trials per tuned family, tiny boosters and a one-epoch LSTM."""
+    return TrainParams.model_validate(FAST)
