@@ -15,8 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-
 ROW_GROUP_ROWS = 1 << 20
 
 

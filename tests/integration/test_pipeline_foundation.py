@@ -6,18 +6,10 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from sepflow.io import file_md5, read_json, read_panel
 
 pytestmark = pytest.mark.slow
-
-
-def _runs(root, stage: str | None = None) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("sepflow")
-    query = f"tags.`sepflow.stage` = '{stage}'" if stage else ""
-    return client.search_runs([experiment.experiment_id], query)
 
 
 def test_repro_filter_sep_records_runs_and_caches(repo_copy: Callable) -> None:
@@ -37,11 +29,11 @@ def test_repro_filter_sep_records_runs_and_caches(repo_copy: Callable) -> None:
     assert filter_report["asof"] == ingest_report["asof"] == sep["date"].max().strftime("%Y-%m-%d")
 
     for stage in ("synthesize", "ingest", "filter_sep"):
-        (run,) = _runs(root, stage)
+        (run,) = repo.stage_runs(stage)
         assert run.info.status == "FINISHED"
         assert run.data.tags["sepflow.git_dirty"] == "false"
         assert len(run.data.tags["sepflow.git_commit"]) == 40
-    (filter_run,) = _runs(root, "filter_sep")
+    (filter_run,) = repo.stage_runs("filter_sep")
     assert filter_run.info.run_id == filter_report["mlflow_run_id"]
     assert filter_run.data.tags["sepflow.input_md5.data/raw/sep.parquet"] == file_md5(root / "data/raw/sep.parquet")
     assert filter_run.data.params["universe.min_history_days"] == "60"
@@ -49,12 +41,12 @@ def test_repro_filter_sep_records_runs_and_caches(repo_copy: Callable) -> None:
 
     # Nothing changed: nothing reruns, no new MLflow run.
     assert "Running stage" not in repo.run("dvc", "repro", "filter_sep").stdout
-    assert len(_runs(root)) == 3
+    assert len(repo.stage_runs()) == 3
     # A universe param change reruns filter_sep only.
     repo.set_params({"universe": {"min_price": 7.5}})
     out = repo.run("dvc", "repro", "filter_sep").stdout
     assert "Running stage 'filter_sep'" in out and "Running stage 'ingest'" not in out
-    assert len(_runs(root, "filter_sep")) == 2 and len(_runs(root, "ingest")) == 1
+    assert len(repo.stage_runs("filter_sep")) == 2 and len(repo.stage_runs("ingest")) == 1
 
 
 def test_outputs_are_byte_identical_on_rerun(repo_copy: Callable) -> None:
@@ -77,9 +69,9 @@ def test_bad_source_fails_cleanly(repo_copy: Callable) -> None:
     assert "Traceback" not in done.stderr
     assert not (repo.root / "data/raw/sep.parquet").exists()
     assert not list((repo.root / "data/raw").glob(".*.tmp"))
-    (run,) = _runs(repo.root, "ingest")
+    (run,) = repo.stage_runs("ingest")
     assert run.info.status == "FAILED"
-    assert all(r.info.status != "RUNNING" for r in _runs(repo.root))
+    assert all(r.info.status != "RUNNING" for r in repo.stage_runs())
 
 
 def test_real_prices_through_the_pipeline(repo_copy: Callable) -> None:

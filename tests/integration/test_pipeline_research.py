@@ -13,12 +13,6 @@ from sepflow.io import read_json, read_panel
 pytestmark = pytest.mark.slow
 
 
-def _stage_runs(root, stage: str) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("sepflow")
-    return client.search_runs([experiment.experiment_id], f"tags.`sepflow.stage` = '{stage}'")
-
-
 def test_repro_through_select_features(repo_copy: Callable) -> None:
     repo = repo_copy()
     repo.run("dvc", "repro", "select_features")
@@ -42,9 +36,9 @@ def test_repro_through_select_features(repo_copy: Callable) -> None:
         assert (folder / "model_agreement_matrix.csv").exists()
 
     for stage in ("build_features", "rank_targets", "select_features"):
-        (run,) = _stage_runs(root, stage)
+        (run,) = repo.stage_runs(stage)
         assert run.info.status == "FINISHED"
-    (rank_run,) = _stage_runs(root, "rank_targets")
+    (rank_run,) = repo.stage_runs("rank_targets")
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{root / 'mlflow.db'}").list_artifacts(rank_run.info.run_id)}
     assert {"target_predictability_rankings.csv", "target_scores.png"} <= artifacts
 

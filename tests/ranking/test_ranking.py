@@ -8,7 +8,12 @@ import pytest
 
 from sepflow.features.dataset import DatasetBuilder, assemble_features_frame
 from sepflow.features.spec import FeatureParams, TargetParams
-from sepflow.ranking.features import FamilyImportance, SelectionParams, consensus, select_features
+from sepflow.ranking.features import (
+    FamilyImportance,
+    SelectionParams,
+    consensus,
+    select_features,
+)
 from sepflow.ranking.targets import RankingParams, rank_targets, sample_rows
 from sepflow.sep.synthetic import SyntheticParams, generate_market
 from sepflow.sep.universe import UniverseParams, filter_universe

@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from sepflow.errors import DataValidationError
-from sepflow.sep.universe import UniverseParams, filter_universe, point_in_time_membership
+from sepflow.sep.universe import (
+    UniverseParams,
+    filter_universe,
+    point_in_time_membership,
+)
 
 DATES = pd.bdate_range("2022-01-03", periods=300)
 

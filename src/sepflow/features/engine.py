@@ -31,7 +31,10 @@ def ticker_partitions(sep: pd.DataFrame, n_parts: int) -> list[pd.DataFrame]:
 @contextlib.contextmanager
 def dask_client(params: DaskParams) -> Iterator[object]:
     """A client on the configured scheduler, or on a LocalCluster closed on exit."""
-    from distributed import Client, LocalCluster  # imported only when the dask engine is used
+    from distributed import (  # imported only when the dask engine is used
+        Client,
+        LocalCluster,
+    )
 
     if params.scheduler:
         with Client(params.scheduler) as client:
