@@ -137,3 +137,21 @@ def test_every_task_gives_one_output_per_row_and_round_trips_exactly(
         assert proba.shape == (len(X_test), len(model.classes_))
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)
         np.testing.assert_array_equal(loaded.predict_proba(X_test), proba)
+
+
+def test_window_stride_trains_on_every_kth_window(panel, fast_params, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequence sampling: the training batches hold every k-th window; predictions cover every row."""
+    from sepflow.models import _keras_net
+
+    seen: list[int] = []
+    original = _keras_net.WindowBatches.__init__
+
+    def spy(self, windows, rows, targets, batch_size, shuffle_seed=None):  # noqa: ANN001
+        seen.append(len(rows))
+        original(self, windows, rows, targets, batch_size, shuffle_seed)
+
+    monkeypatch.setattr(_keras_net.WindowBatches, "__init__", spy)
+    X, y = panel.part("classification", "train")
+    model = make_model("lstm", "classification", **{**fast_params["lstm"], "window_stride": 3}).fit(X, y)
+    assert seen[0] == len(range(0, len(X), 3))
+    assert model.predict_proba(X).shape == (len(X), 2)

@@ -6,12 +6,14 @@ Each trained folder is logged to MLflow as a pyfunc, registered as a new version
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 
 from sepflow.config import load_params
+from sepflow.errors import SepflowError
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import read_json, read_panel_metadata
@@ -21,6 +23,8 @@ from sepflow.stages.select_features import SELECTED_FEATURES
 from sepflow.tracking.registry import model_name, register_trained
 from sepflow.tracking.runs import flatten, stage_run, write_report
 from sepflow.training.train import forward_returns_for, train_family
+
+log = logging.getLogger(__name__)
 
 MODELS = Path("models")
 REPORTS = Path("reports/train")
@@ -40,14 +44,19 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         asof = read_panel_metadata(FEATURES).get("asof", "")
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         (MODELS / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
-        rows = []
+        rows, failed = [], {}
         for target in targets:
-            ds = builder.build(target, chosen[target])
-            result = train_family(
-                family, target, ds, chosen[target], train, params.seed, asof=asof,
-                out_dir=MODELS / family / target, optuna_storage=train.tuning.resolved_storage(),
-                forward_returns=forward_returns_for(builder, ds),
-            )
+            try:
+                ds = builder.build(target, chosen[target])
+                result = train_family(
+                    family, target, ds, chosen[target], train, params.seed, asof=asof,
+                    out_dir=MODELS / family / target, optuna_storage=train.tuning.resolved_storage(),
+                    forward_returns=forward_returns_for(builder, ds),
+                )
+            except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
+                failed[target] = f"{type(exc).__name__}: {exc}"
+                log.warning("train@%s: %s failed: %s", family, target, failed[target])
+                continue
             metrics = {k: v for k, v in flatten(result.metrics, f"{target}.").items() if _is_number(v)}
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             if result.trials is not None:
@@ -59,7 +68,9 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                          "validation": result.metrics["validation"].get(headline),
                          "test": result.metrics["test"].get(headline),
                          "overfit_margin": result.metrics.get("overfit_margin")})
-        write_report({"family": family, "asof": asof, "models": rows}, REPORTS / f"{family}.json")
+        write_report({"family": family, "asof": asof, "models": rows, "failed": failed}, REPORTS / f"{family}.json")
+        if failed and not rows:
+            raise SepflowError(f"train@{family}: every target failed: {failed}")
     _summarise(family, rows)
 
 
