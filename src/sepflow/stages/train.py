@@ -1,19 +1,22 @@
 """Stage `train@FAMILY`: one model family on every selected target → ``models/<family>/<target>/``.
 
-Each trained folder is logged to MLflow as a pyfunc, registered as a new version of
-``<family>-<target>`` and given the alias ``candidate``.
+One MLflow run for the stage, a nested run per target (params, metrics, tuning trials, a
+feature-importance chart); each trained folder is logged as a pyfunc from the nested run,
+registered as a new version of ``<family>-<target>`` and given the alias ``candidate``.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 
-from sepflow.config import load_params
+from sepflow.config import Params, load_params
 from sepflow.errors import SepflowError
+from sepflow.evaluation.plots import bar_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import read_json, read_panel_metadata
@@ -47,31 +50,47 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         rows, failed = [], {}
         for target in targets:
             try:
-                ds = builder.build(target, chosen[target])
-                result = train_family(
-                    family, target, ds, chosen[target], train, params.seed, asof=asof,
-                    out_dir=MODELS / family / target, optuna_storage=train.tuning.resolved_storage(),
-                    forward_returns=forward_returns_for(builder, ds),
-                )
+                row = _train_target(family, target, builder, chosen[target], params, asof, run.info.run_id)
             except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
                 failed[target] = f"{type(exc).__name__}: {exc}"
                 log.warning("train@%s: %s failed: %s", family, target, failed[target])
                 continue
-            metrics = {k: v for k, v in flatten(result.metrics, f"{target}.").items() if _is_number(v)}
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-            if result.trials is not None:
-                mlflow.log_table(result.trials, artifact_file=f"tuning/{target}_trials.json")
-            version = register_trained(result.out_dir, model_name(family, target), run.info.run_id)
-            headline = result.metrics.get("headline")
-            rows.append({"target": target, "artifact": result.artifact_name, "version": version,
-                         "headline": headline,
-                         "validation": result.metrics["validation"].get(headline),
-                         "test": result.metrics["test"].get(headline),
-                         "overfit_margin": result.metrics.get("overfit_margin")})
+            rows.append(row)
+            if row["test"] is not None:  # the headline on the stage run too, for comparing families
+                mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
         write_report({"family": family, "asof": asof, "models": rows, "failed": failed}, REPORTS / f"{family}.json")
         if failed and not rows:
             raise SepflowError(f"train@{family}: every target failed: {failed}")
     _summarise(family, rows)
+
+
+def _train_target(
+    family: str, target: str, builder: DatasetBuilder, features: list[str], params: Params, asof: str, parent: str,
+) -> dict[str, object]:
+    """Train, log (a nested run per target) and register one model; return its summary row."""
+    tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"train@{family}"}
+    with mlflow.start_run(run_name=f"{family}/{target}", nested=True, parent_run_id=parent, tags=tags) as child:
+        ds = builder.build(target, features)
+        result = train_family(
+            family, target, ds, features, params.train, params.seed, asof=asof,
+            out_dir=MODELS / family / target, optuna_storage=params.train.tuning.resolved_storage(),
+            forward_returns=forward_returns_for(builder, ds),
+        )
+        mlflow.log_params(flatten({"features": features, "model": result.metadata.get("model_params", {})}))
+        metrics = {k: v for k, v in flatten(result.metrics).items() if _is_number(v)}
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        if result.trials is not None:
+            mlflow.log_table(result.trials, artifact_file="tuning/trials.json")
+        if hasattr(result.model, "feature_importances_"):
+            with tempfile.TemporaryDirectory() as tmp:
+                importance = pd.Series(result.model.feature_importances_, index=features)
+                mlflow.log_artifact(str(bar_chart(importance, Path(tmp) / "feature_importance.png",
+                                                  title=f"{family}: {target}", xlabel="normalised gain")))
+        version = register_trained(result.out_dir, model_name(family, target), child.info.run_id)
+    headline = result.metrics.get("headline")
+    return {"target": target, "artifact": result.artifact_name, "version": version, "headline": headline,
+            "validation": result.metrics["validation"].get(headline), "test": result.metrics["test"].get(headline),
+            "overfit_margin": result.metrics.get("overfit_margin")}
 
 
 def _is_number(value: str) -> bool:
