@@ -21,28 +21,9 @@ FPARAMS = FeatureParams(sma_windows=[5, 20], lookback_52w=60)
 TPARAMS = TargetParams(horizons=[1, 5])
 
 
-def tiny_panel(n_tickers: int = 4, n_days: int = 160, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = n_tickers * n_days
-    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, (n_tickers, n_days)), axis=1)).ravel()
-    dates = pd.bdate_range("2021-01-01", periods=n_days).astype("datetime64[ns]")
-    return pd.DataFrame(
-        {
-            "ticker": pd.array(np.repeat([f"T{i}" for i in range(n_tickers)], n_days), dtype="str"),
-            "date": np.tile(dates, n_tickers),
-            "open": close * 1.001,
-            "high": close * 1.01,
-            "low": close * 0.99,
-            "close": close,
-            "closeadj": close,
-            "volume": rng.integers(100, 1000, n).astype(np.float64),
-            "in_universe": rng.random(n) > 0.2,
-        }
-    )
-
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> tuple[str, str, pd.DataFrame, dict]:
+def files(tmp_path_factory, tiny_panel) -> tuple[str, str, pd.DataFrame, dict]:
     frame, manifest = assemble_features_frame(tiny_panel(), FPARAMS, TPARAMS)
     root = tmp_path_factory.mktemp("processed")
     write_panel(frame, root / "features.parquet")
@@ -141,7 +122,7 @@ def test_stale_or_tampered_features_are_refused(files, tmp_path) -> None:
         DatasetBuilder(tmp_path / "retyped.parquet", manifest_path)
 
 
-def test_assembled_frame_at_or_before_a_date_ignores_later_prices() -> None:
+def test_assembled_frame_at_or_before_a_date_ignores_later_prices(tiny_panel) -> None:
     sep = tiny_panel(seed=3)
     cutoff = sep["date"].iloc[100]
     later = (sep["date"] > cutoff).to_numpy()

@@ -27,29 +27,10 @@ FPARAMS = FeatureParams(sma_windows=[5, 20], lookback_52w=60)
 TPARAMS = TargetParams(horizons=[1, 5])
 
 
-def tiny_panel(n_tickers: int = 3, n_days: int = 150, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = n_tickers * n_days
-    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, (n_tickers, n_days)), axis=1)).ravel()
-    dates = pd.bdate_range("2021-01-01", periods=n_days).astype("datetime64[ns]")
-    return pd.DataFrame(
-        {
-            "ticker": pd.array(np.repeat([f"T{i}" for i in range(n_tickers)], n_days), dtype="str"),
-            "date": np.tile(dates, n_tickers),
-            "open": close,
-            "high": close * 1.01,
-            "low": close * 0.99,
-            "close": close,
-            "closeadj": close,
-            "volume": rng.integers(100, 1000, n).astype(np.float64),
-            "in_universe": rng.random(n) > 0.2,
-        }
-    )
-
 
 @pytest.fixture(scope="module")
-def assembled() -> tuple[pd.DataFrame, dict]:
-    return assemble_features_frame(tiny_panel(), FPARAMS, TPARAMS)
+def assembled(tiny_panel) -> tuple[pd.DataFrame, dict]:
+    return assemble_features_frame(tiny_panel(n_tickers=3, n_days=150), FPARAMS, TPARAMS)
 
 
 def test_manifest_describes_the_frame(assembled, tmp_path) -> None:
@@ -74,8 +55,8 @@ def test_manifest_describes_the_frame(assembled, tmp_path) -> None:
     assert read_json(tmp_path / "manifest.json") == manifest
 
 
-def test_all_nan_feature_has_no_min_max() -> None:
-    _, manifest = assemble_features_frame(tiny_panel(n_days=30), FPARAMS, TPARAMS)
+def test_all_nan_feature_has_no_min_max(tiny_panel) -> None:
+    _, manifest = assemble_features_frame(tiny_panel(n_tickers=3, n_days=30), FPARAMS, TPARAMS)
     stats = {f["name"]: f for f in manifest["features"]}
     assert stats["dist_52w_high"] == {
         "name": "dist_52w_high",
