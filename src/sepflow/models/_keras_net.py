@@ -28,6 +28,11 @@ __all__ = [
 PREDICT_CHUNK = 2048
 
 
+def on_device(device: str) -> tf.device:
+    """Pin ops to the GPU or the CPU (``train.device``); TensorFlow would pick a GPU by itself."""
+    return tf.device("/GPU:0" if device == "gpu" else "/CPU:0")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and ask TensorFlow for deterministic kernels.
 

@@ -163,6 +163,7 @@ class XGBoostModel(GradientBoostingModel):
         early_stopping_rounds: int | None = 50,
         n_jobs: int = 1,
         random_state: int = 0,
+        device: str = "cpu",
     ) -> None:
         self.task = task
         self.n_estimators = n_estimators
@@ -178,6 +179,7 @@ class XGBoostModel(GradientBoostingModel):
         self.early_stopping_rounds = early_stopping_rounds
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.device = device
 
     def _library_params(self, n_classes: int) -> dict[str, Any]:
         objective = {
@@ -192,6 +194,7 @@ class XGBoostModel(GradientBoostingModel):
             "alpha": self.reg_alpha, "lambda": self.reg_lambda,
             "subsample": self.subsample, "colsample_bytree": self.colsample_bytree,
             "seed": self.random_state, "nthread": self.n_jobs, "verbosity": 0,
+            "device": "cuda" if self.device == "gpu" else "cpu",
         }
         if self.task == "multiclass":
             params["num_class"] = n_classes
@@ -260,6 +263,7 @@ class LightGBMModel(GradientBoostingModel):
         early_stopping_rounds: int | None = 50,
         n_jobs: int = 1,
         random_state: int = 0,
+        device: str = "cpu",
     ) -> None:
         self.task = task
         self.n_estimators = n_estimators
@@ -276,6 +280,7 @@ class LightGBMModel(GradientBoostingModel):
         self.early_stopping_rounds = early_stopping_rounds
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.device = device
 
     def _library_params(self, n_classes: int) -> dict[str, Any]:
         objective = {
@@ -292,6 +297,7 @@ class LightGBMModel(GradientBoostingModel):
             "feature_fraction": self.colsample_bytree,
             "seed": self.random_state, "num_threads": self.n_jobs,
             "deterministic": True, "force_row_wise": True, "verbosity": -1,
+            "device_type": "gpu" if self.device == "gpu" else "cpu",
         }
         if self.task == "multiclass":
             params["num_class"] = n_classes

@@ -174,7 +174,7 @@ class LSTMModel(SepflowModel):
 
     ``eval_set`` enables early stopping on validation loss (``patience`` epochs) and restores
     the best epoch's weights. ``window_stride`` k trains on every k-th window (sequence
-    sampling). Learned state: ``network_`` (the Keras model), ``scaler_``,
+    sampling); ``device`` is ``cpu`` or ``gpu``. Learned state: ``network_`` (the Keras model), ``scaler_``,
     ``history_`` (loss per epoch), ``best_epoch_`` (1-based), ``target_mean_``/``target_std_``.
     """
 
@@ -203,6 +203,7 @@ class LSTMModel(SepflowModel):
         window_stride: int = 1,
         random_state: int = 0,
         verbose: int = 0,
+        device: str = "cpu",
     ) -> None:
         self.task = task
         self.sequence_length = sequence_length
@@ -214,6 +215,7 @@ class LSTMModel(SepflowModel):
         self.learning_rate = learning_rate
         self.patience = patience
         self.window_stride = window_stride
+        self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
@@ -262,17 +264,20 @@ class LSTMModel(SepflowModel):
             n_outputs=len(self.classes_) if self.task == "multiclass" else 1,
             activation=activation, loss=loss, learning_rate=float(self.learning_rate),
         )
-        history = self.network_.fit(
-            train, validation_data=validation, epochs=int(self.epochs), callbacks=callbacks,
-            verbose=self.verbose, shuffle=False,
-        )
+        with net.on_device(self.device):
+            history = self.network_.fit(
+                train, validation_data=validation, epochs=int(self.epochs), callbacks=callbacks,
+                verbose=self.verbose, shuffle=False,
+            )
         self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
         monitored = self.history_.get("val_loss") or self.history_["loss"]
         self.best_epoch_ = int(np.argmin(monitored)) + 1 if eval_set is not None else len(monitored)
 
     def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
         windows, rows = self._windows(X)
-        raw = _keras().predict_windows(self.network_, windows, rows).astype(np.float64)
+        net = _keras()
+        with net.on_device(self.device):
+            raw = net.predict_windows(self.network_, windows, rows).astype(np.float64)
         if self.task == "classification":
             return np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
         if self.task == "multiclass":

@@ -87,6 +87,8 @@ class TrainParams(BaseModel):
     max_samples_per_symbol: int | None = Field(None, ge=10)  # null: every row
     n_splits: int = Field(3, ge=2)
     calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    # cpu | gpu | auto (a GPU when visible, else the CPU with a log line); see training.device.
+    device: Literal["cpu", "gpu", "auto"] = "auto"
     fee_bps: float = Field(5.0, ge=0)
     slippage_bps: float = Field(5.0, ge=0)
     tuning: TuningParams = Field(default_factory=TuningParams)

@@ -67,6 +67,7 @@ from sepflow.training.artifacts import (
     decide,
     load_trained,
 )
+from sepflow.training.device import device_params, resolve_device
 from sepflow.training.params import TrainParams
 from sepflow.training.segments import SEGMENTS, Segments, segments_by_fraction
 from sepflow.validation.splits import PurgedKFold
@@ -319,7 +320,7 @@ def _model_params(
     params: TrainParams, seed: int, embargo: int, storage: str | None, feature_signature: str,
 ) -> tuple[dict[str, Any], optuna.Study | None]:
     """Constructor params for the final fit: fixed params, plus Optuna's best for tuned families."""
-    fixed = params.model_params(family)
+    fixed = {**params.model_params(family), **device_params(family, resolve_device(params.device))}
     n_trials = params.tuning.n_trials.get(family, 0)
     if family not in TUNABLE or n_trials == 0:
         return {"random_state": seed, **fixed}, None
