@@ -52,13 +52,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sepflow", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sepflow",
+        description="sepflow: daily equity prices → features → ranked targets → trained, registered models. "
+        "Run the whole pipeline with `dvc repro`; these commands run or check one piece.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
     stage.add_argument("name", choices=STAGES)
-    stage.add_argument("--params", default="params.yaml")
+    stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     stage.add_argument("--family", help="model family, for the per-family stages (train)")
     stage.set_defaults(func=_cmd_stage)
 
