@@ -23,5 +23,5 @@ def test_bad_params_file_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str
 
 def test_unknown_stage_is_refused() -> None:
     with pytest.raises(SystemExit) as info:
-        main(["stage", "walk_forward"])
+        main(["stage", "backtest_everything"])
     assert info.value.code == 2

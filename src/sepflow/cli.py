@@ -15,9 +15,12 @@ from pathlib import Path
 from sepflow.errors import SepflowError
 
 # Stage name → module under sepflow.stages (imported lazily: the CLI starts fast).
-STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features", "train")
-PER_FAMILY = ("train",)
+STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features", "train",
+          "walk_forward")
+PER_FAMILY = ("train", "walk_forward")
 EXIT_BAD_INPUT = 2
+EXIT_NOT_REPRODUCED = 1  # `sepflow reproduce`: a metric came out different (the table is on stdout)
+EXIT_REFUSED = 1  # `sepflow promote`: the gate said no (the table is on stdout)
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -51,6 +54,116 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from sepflow.config import load_params
+    from sepflow.prediction import (
+        check_output_path,
+        predict_registered,
+        predictions_csv,
+        write_predictions,
+    )
+    from sepflow.tracking.runs import tracking_uri
+
+    out = check_output_path(args.out) if args.out else None  # a bad suffix fails before any work
+    params = load_params(args.params)
+    # The stages' store (MLFLOW_TRACKING_URI, else mlflow.db at the repository root); reading
+    # the registry needs no experiment, so none is created.
+    mlflow.set_tracking_uri(tracking_uri())
+    result = predict_registered(args.model, params, params_path=args.params, sep=args.sep, tickers=args.tickers,
+                                asof=args.asof)
+    day = f"{result.asof:%Y-%m-%d}"
+    for reason, tickers in result.excluded.items():
+        print(f"sepflow: warning: {len(tickers)} tickers in the universe on {day} get no prediction ({reason}): "
+              f"{tickers[:10]}{' ...' if len(tickers) > 10 else ''}", file=sys.stderr)
+    summary = f"predict: {result.model} on {day}: {len(result.frame)} tickers"
+    if out is None:
+        sys.stdout.write(predictions_csv(result.frame))
+        print(summary, file=sys.stderr)  # stdout holds only the CSV
+    else:
+        write_predictions(result.frame, out)
+        print(f"{summary} → {out}")
+    return 0
+
+
+def _cmd_train_baseline(args: argparse.Namespace) -> int:
+    from sepflow.config import Params, load_params
+    from sepflow.training.baseline import format_summary, train_baseline
+
+    # An explicit --params must exist; without it params.yaml is used where present.
+    params_path = args.params or ("params.yaml" if Path("params.yaml").is_file() else None)
+    params = load_params(params_path) if params_path else Params()
+    result = train_baseline(args.sep_master, params, horizon=args.horizon, backend=args.backend,
+                            device=args.device, asof=args.date, out_dir=args.out)
+    print(format_summary(result))
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from sepflow.config import load_params
+    from sepflow.errors import ConfigError
+    from sepflow.tracking.registry import (
+        CANDIDATE,
+        PromotionRefused,
+        promote,
+        walk_forward_gate,
+    )
+    from sepflow.tracking.runs import configure_tracking
+
+    if args.force and not (args.reason or "").strip():
+        raise ConfigError("promote: --force needs --reason TEXT (it is written to the version's audit tags)")
+    gate = walk_forward_gate(load_params(args.params).promotion)
+    configure_tracking()
+    try:
+        result = promote(args.model, version=args.version, alias_from=args.alias or CANDIDATE, to=args.to,
+                         gate=gate, force=args.force, reason=args.reason)
+    except PromotionRefused as refused:
+        print(refused.comparison)
+        print(f"sepflow: refused: {refused}", file=sys.stderr)
+        return EXIT_REFUSED
+    if not result.changed:
+        print(f"{result.model_name} v{result.version} already holds @{result.alias}; nothing changed")
+        return 0
+    print(result.comparison)
+    was = f"v{result.previous_version}" if result.previous_version is not None else "nothing"
+    how = "forced past the gate" if result.forced else "gate passed"
+    print(f"promoted {result.model_name} v{result.version} to @{result.alias} (was {was}; {how}; "
+          f"reason: {result.reason})")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from sepflow.config import load_params
+    from sepflow.tracking.models_table import format_models, list_models
+    from sepflow.tracking.runs import configure_tracking
+
+    metrics = load_params(args.params).promotion.metrics
+    configure_tracking()
+    rows = list_models(all_versions=args.all)
+    print(format_models(rows, metrics) if rows else f"no registered models in {mlflow.get_tracking_uri()}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from sepflow.tracking.reproduce import format_comparison, reproduce
+
+    result = reproduce(args.run_id, keep_worktree=args.keep_worktree, echo=print)
+    print(format_comparison(result.comparisons))
+    for line in result.aliases_restored:
+        print(f"alias {line} (a reproduction never changes what serves)")
+    if result.kept_worktree is not None:
+        print(f"worktree kept at {result.kept_worktree} (remove it: git worktree remove --force {result.kept_worktree})")
+    bound = "exactly" if result.tolerance == 0 else f"within {result.tolerance:g}"
+    failed = [row.metric for row in result.comparisons if not row.ok]
+    n = len(result.comparisons)
+    verdict = f"{len(failed)} of {n} metrics differ (allowed: {bound})" if failed else f"all {n} metrics reproduced {bound}"
+    print(f"reproduce: run {args.run_id} → run {result.reproduced_run_id}: {verdict}")
+    return EXIT_NOT_REPRODUCED if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sepflow",
@@ -72,6 +185,66 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true", help="treat every row-level problem as an error")
     validate.add_argument("--params", default="params.yaml", help="validation policy source (if present)")
     validate.set_defaults(func=_cmd_validate)
+
+    predict = sub.add_parser("predict", help="predict with a registered model for every ticker in the universe on a date")
+    predict.add_argument("--model", required=True, help="NAME@ALIAS (e.g. xgboost-dir_5d@production) or NAME/VERSION")
+    predict.add_argument("--asof", help="YYYY-MM-DD, a date with prices (default: the last date in the data)")
+    predict.add_argument("--sep", help="price source to ingest and filter (default: data/interim/sep_common.parquet)")
+    predict.add_argument("--tickers", help="Sharadar TICKERS file for --sep")
+    predict.add_argument("--params", default="params.yaml", help="features, universe and validation settings")
+    predict.add_argument("--out", help="write .csv or .parquet here (default: CSV on stdout)")
+    predict.set_defaults(func=_cmd_predict)
+
+    baseline = sub.add_parser(
+        "train-baseline",
+        help="the old single-script entry point: one SEP file → dir_<h> classifier + return_<h> regressor (joblib)",
+    )
+    baseline.add_argument("--sep-master", required=True, metavar="PATH", help="SEP file (CSV, CSV.gz, parquet)")
+    baseline.add_argument("--date", metavar="YYYY-MM-DD",
+                          help="as-of date in the file names (default: the date in the SEP file name, "
+                          "else the last price date)")
+    # Horizon, backend and device are checked by the library, so a bad value is one error line.
+    baseline.add_argument("--horizon", default="5d", metavar="1d|5d|10d|30d", help="target horizon (default: 5d)")
+    baseline.add_argument("--backend", default="xgb", metavar="dummy|xgb|torch",
+                          help="dummy floor, XGBoost, or a small PyTorch MLP (default: xgb)")
+    baseline.add_argument("--device", default="cpu", metavar="cpu|gpu",
+                          help="gpu: CUDA for xgb/torch, falling back to the CPU when no GPU is visible (default: cpu)")
+    baseline.add_argument("--out", default="models", help="output folder (default: models)")
+    baseline.add_argument("--params", help="params file (default: params.yaml if present, else built-in defaults)")
+    baseline.set_defaults(func=_cmd_train_baseline)
+
+    promote_cmd = sub.add_parser(
+        "promote", help="move an alias (production) to a version once its walk-forward metrics pass the gate",
+        description="Point --to (production) at a version after params.yaml promotion's gate: each gated "
+        "walk-forward metric must beat the current production version's (else the baseline family's) by "
+        "more than its margin. Roll back by promoting an older --version (a worse one needs --force). "
+        f"Exit {EXIT_REFUSED}: the gate refused (the side-by-side table is printed); {EXIT_BAD_INPUT}: bad input.",
+    )
+    promote_cmd.add_argument("model", help="registered model name, <family>-<target> (e.g. xgboost-dir_5d)")
+    source = promote_cmd.add_mutually_exclusive_group()
+    source.add_argument("--version", type=int, help="the version to promote")
+    source.add_argument("--alias", help="promote the version this alias names (default: candidate)")
+    promote_cmd.add_argument("--to", default="production", help="the alias to move (default: production)")
+    promote_cmd.add_argument("--force", action="store_true", help="promote even if the gate refuses (needs --reason)")
+    promote_cmd.add_argument("--reason", help="why; written to the version's audit tags")
+    promote_cmd.add_argument("--params", default="params.yaml", help="gate settings (section promotion)")
+    promote_cmd.set_defaults(func=_cmd_promote)
+
+    models = sub.add_parser("models", help="list registered models with their aliases and headline metrics")
+    models.add_argument("--all", action="store_true", help="every version (default: those an alias names)")
+    models.add_argument("--params", default="params.yaml", help="which walk-forward metrics to show (promotion)")
+    models.set_defaults(func=_cmd_models)
+
+    reproduce_cmd = sub.add_parser(
+        "reproduce", help="rerun an MLflow run's stage at its commit and compare its metrics",
+        description="Check the run's commit out into a temporary git worktree, restore its inputs (by their "
+        "recorded md5s) from the DVC cache or remote, rerun its stage there and print recorded against "
+        "reproduced metrics: exact for deterministic families, within a stated tolerance for the LSTM. "
+        f"Exit {EXIT_NOT_REPRODUCED}: a metric differs; {EXIT_BAD_INPUT}: refused (dirty tree, unknown run, missing data).",
+    )
+    reproduce_cmd.add_argument("run_id", help="the MLflow run id of a stage run")
+    reproduce_cmd.add_argument("--keep-worktree", action="store_true", help="leave the worktree for inspection")
+    reproduce_cmd.set_defaults(func=_cmd_reproduce)
     return parser
 
 

@@ -15,10 +15,11 @@ from sepflow.errors import ConfigError
 from sepflow.features.spec import FeatureParams, TargetParams
 from sepflow.ranking.features import SelectionParams
 from sepflow.ranking.targets import RankingParams
-from sepflow.training.params import TrainParams
 from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams
+from sepflow.tracking.gate import PromotionParams
+from sepflow.training.params import TrainParams, WalkForwardParams
 
 
 class IngestParams(BaseModel):
@@ -47,6 +48,8 @@ class Params(BaseModel):
     ranking: RankingParams = Field(default_factory=RankingParams)
     selection: SelectionParams = Field(default_factory=SelectionParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    walk_forward: WalkForwardParams = Field(default_factory=WalkForwardParams)
+    promotion: PromotionParams = Field(default_factory=PromotionParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -22,6 +22,24 @@ def bar_chart(values: pd.Series, path: str | Path, *, title: str, xlabel: str) -
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
+    return _save(fig, path)
+
+
+def line_chart(frame: pd.DataFrame, path: str | Path, *, x: str, title: str, ylabel: str) -> Path:
+    """One line per column of ``frame`` other than ``x``; written atomically as PNG."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for column in (c for c in frame.columns if c != x):
+        ax.plot(pd.to_datetime(frame[x]), frame[column].to_numpy(dtype=float), label=str(column), linewidth=1.2)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.autofmt_xdate()
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically, without a timestamp in its metadata, and close it."""
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

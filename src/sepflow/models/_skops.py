@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.base import BaseEstimator
 
 from sepflow.errors import SepflowError
@@ -47,10 +46,14 @@ class SkopsModel(SepflowModel):
         return np.asarray(self.estimator_.predict_proba(features), dtype=np.float64)
 
     def _save_native(self, folder: Path) -> dict[str, Any]:
+        import skops.io as sio  # imported here: skops pulls in torch when installed (~2 s per process)
+
         sio.dump(self.estimator_, folder / MODEL_FILE)
         return {}
 
     def _load_native(self, folder: Path, state: dict[str, Any]) -> None:
+        import skops.io as sio
+
         file = folder / MODEL_FILE
         asked = sio.get_untrusted_types(file=file)
         refused = sorted(set(asked) - set(self.trusted_types))

@@ -3,6 +3,10 @@
 One MLflow run for the stage, a nested run per target (params, metrics, tuning trials, a
 feature-importance chart); each trained folder is logged as a pyfunc from the nested run,
 registered as a new version of ``<family>-<target>`` and given the alias ``candidate``.
+
+With ``train.scope: per_symbol`` each target gets one model per ticker under
+``models/<family>/<target>/per_symbol/<ticker>/``; the nested run logs the per-ticker metrics
+table and every ticker's folder, and the registered version routes each ticker to its own model.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from sepflow.stages.rank_targets import SELECTED_TARGETS
 from sepflow.stages.select_features import SELECTED_FEATURES
 from sepflow.tracking.registry import model_name, register_trained
 from sepflow.tracking.runs import flatten, stage_run, write_report
-from sepflow.training.train import forward_returns_for, train_family
+from sepflow.training.per_symbol import PerSymbolResult, train_per_symbol
+from sepflow.training.routing import PER_SYMBOL_DIR
+from sepflow.training.train import TrainResult, forward_returns_for, train_family
 
 log = logging.getLogger(__name__)
 
 MODELS = Path("models")
 REPORTS = Path("reports/train")
 COMMON_KEYS = ("validation_fraction", "test_fraction", "embargo_days", "max_samples_per_symbol", "n_splits",
-               "calibration", "fee_bps", "slippage_bps", "tuning")
+               "calibration", "fee_bps", "slippage_bps", "tuning", "scope", "max_workers")
 
 
 def main(params_path: str = "params.yaml", family: str = "") -> None:
@@ -71,7 +77,8 @@ def _train_target(
     tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"train@{family}"}
     with mlflow.start_run(run_name=f"{family}/{target}", nested=True, parent_run_id=parent, tags=tags) as child:
         ds = builder.build(target, features)
-        result = train_family(
+        train = train_per_symbol if params.train.scope == "per_symbol" else train_family
+        result = train(
             family, target, ds, features, params.train, params.seed, asof=asof,
             out_dir=MODELS / family / target, optuna_storage=params.train.tuning.resolved_storage(),
             forward_returns=forward_returns_for(builder, ds),
@@ -79,18 +86,37 @@ def _train_target(
         mlflow.log_params(flatten({"features": features, "model": result.metadata.get("model_params", {})}))
         metrics = {k: v for k, v in flatten(result.metrics).items() if _is_number(v)}
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        if result.trials is not None:
-            mlflow.log_table(result.trials, artifact_file="tuning/trials.json")
-        if hasattr(result.model, "feature_importances_"):
-            with tempfile.TemporaryDirectory() as tmp:
-                importance = pd.Series(result.model.feature_importances_, index=features)
-                mlflow.log_artifact(str(bar_chart(importance, Path(tmp) / "feature_importance.png",
-                                                  title=f"{family}: {target}", xlabel="normalised gain")))
+        if isinstance(result, PerSymbolResult):
+            _log_per_symbol(result)
+        else:
+            _log_pooled(result, features)
         version = register_trained(result.out_dir, model_name(family, target), child.info.run_id)
     headline = result.metrics.get("headline")
-    return {"target": target, "artifact": result.artifact_name, "version": version, "headline": headline,
-            "validation": result.metrics["validation"].get(headline), "test": result.metrics["test"].get(headline),
-            "overfit_margin": result.metrics.get("overfit_margin")}
+    row = {"target": target, "artifact": result.artifact_name, "version": version, "headline": headline,
+           "validation": result.metrics["validation"].get(headline), "test": result.metrics["test"].get(headline),
+           "overfit_margin": result.metrics.get("overfit_margin")}
+    if isinstance(result, PerSymbolResult):  # the summary row holds means over these tickers
+        row.update(tickers=result.metrics["n_tickers"], skipped_tickers=len(result.skipped))
+    return row
+
+
+def _log_pooled(result: TrainResult, features: list[str]) -> None:
+    """The tuning trials and, where the model has them, its feature importances as a chart."""
+    if result.trials is not None:
+        mlflow.log_table(result.trials, artifact_file="tuning/trials.json")
+    if hasattr(result.model, "feature_importances_"):
+        with tempfile.TemporaryDirectory() as tmp:
+            importance = pd.Series(result.model.feature_importances_, index=features)
+            mlflow.log_artifact(str(bar_chart(importance, Path(tmp) / "feature_importance.png",
+                                              title=f"{result.family}: {result.target}", xlabel="normalised gain")))
+
+
+def _log_per_symbol(result: PerSymbolResult) -> None:
+    """Every ticker's metrics as one table, and the routing manifest, CSV and ticker folders as artifacts."""
+    mlflow.log_table(result.table, artifact_file=f"{PER_SYMBOL_DIR}/metrics_table.json")
+    # index.json, metrics.csv and per_symbol/<ticker>/ for each trained ticker.
+    mlflow.log_artifacts(str(result.out_dir / PER_SYMBOL_DIR), artifact_path=PER_SYMBOL_DIR)
+    mlflow.log_metric("n_skipped_tickers", len(result.skipped))  # n_tickers comes with the summary metrics
 
 
 def _is_number(value: str) -> bool:

@@ -3,7 +3,9 @@
 Names are ``<family>-<target>`` (``model_name``). ``register_trained`` logs the folder as a pyfunc
 model, registers a new version, tags it with its origin and metrics, and points the
 ``candidate`` alias at it. ``promote`` moves another alias (``production`` by default) to a
-version, after an optional gate, and writes who, when, why and what it replaced on the version.
+version once a gate allows it (``walk_forward_gate``: the rule lives in ``sepflow.tracking.gate``),
+and writes who, when, why and what it replaced on the version. Rolling back is promoting an
+older version: the same gate judges it, so a worse one needs ``force`` and a reason.
 """
 
 from __future__ import annotations
@@ -18,32 +20,38 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from sepflow.errors import ConfigError, SepflowError
-from sepflow.training.artifacts import TrainedModel, load_trained
+from sepflow.tracking.gate import (
+    METRIC_TAG,
+    GateDecision,
+    PromotionParams,
+    VersionMetrics,
+    judge,
+    side_by_side,
+)
+from sepflow.training.artifacts import TrainedModel
 from sepflow.training.pyfunc import ARTIFACT_KEY, ENTRY_POINT, predict_records
+from sepflow.training.routing import RoutedModel, load_served
 
 __all__ = [
     "CANDIDATE",
     "PRODUCTION",
     "Gate",
+    "PromotionRefused",
     "PromotionResult",
-    "VersionMetrics",
-    "headline_gate",
     "model_name",
     "promote",
     "register_trained",
-    "side_by_side",
     "version_metrics",
+    "walk_forward_gate",
 ]
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
-METRIC_TAG = "sepflow.metric."
 SEGMENTS = ("train", "validation", "test")
 
 
@@ -64,7 +72,7 @@ def _inside_run(run_id: str) -> Iterator[None]:
         raise ConfigError(f"registry: run {active.info.run_id} is active; cannot log a model to run {run_id}")
 
 
-def _pip_requirements(trained: TrainedModel) -> list[str]:
+def _pip_requirements(trained: TrainedModel | RoutedModel) -> list[str]:
     """Pinned distributions behind the libraries the model recorded (resolving pip's inference is slow)."""
     distributions = packages_distributions()
     pins = {"mlflow": version("mlflow")}
@@ -78,12 +86,13 @@ def _pip_requirements(trained: TrainedModel) -> list[str]:
     return sorted(f"{dist}=={pin}" for dist, pin in pins.items())
 
 
-def _version_tags(trained: TrainedModel, run_id: str) -> dict[str, str]:
+def _version_tags(trained: TrainedModel | RoutedModel, run_id: str) -> dict[str, str]:
     meta = trained.metadata
     tags = {
         "sepflow.family": meta["family"], "sepflow.target": meta["target"], "sepflow.task": meta["task"],
         "sepflow.artifact_name": meta["artifact_name"], "sepflow.asof": meta["asof"],
         "sepflow.run_id": run_id, "sepflow.headline_metric": trained.metrics["headline"],
+        "sepflow.scope": meta.get("scope", "pooled"),
     }
     for segment in SEGMENTS:
         for metric, value in trained.metrics[segment].items():
@@ -95,10 +104,11 @@ def _version_tags(trained: TrainedModel, run_id: str) -> dict[str, str]:
 
 
 def register_trained(out_dir: Path, model_name: str, run_id: str) -> int:
-    """Log ``out_dir`` (a ``train_family`` folder) to run ``run_id`` as a pyfunc model, register it
-    as a new version of ``model_name``, point ``candidate`` at it and return the version number."""
+    """Log ``out_dir`` (a ``train_family`` folder, or a per-symbol one whose model routes each
+    ticker to its own) to run ``run_id`` as a pyfunc model, register it as a new version of
+    ``model_name``, point ``candidate`` at it and return the version number."""
     out_dir = Path(out_dir)
-    trained = load_trained(out_dir)
+    trained = load_served(out_dir)
     example = trained.input_example()
     signature = infer_signature(example, predict_records(trained, example))
     with _inside_run(run_id):
@@ -115,72 +125,13 @@ def register_trained(out_dir: Path, model_name: str, run_id: str) -> int:
     return int(registered)
 
 
-@dataclass(frozen=True)
-class VersionMetrics:
-    """A registered version's metrics, read from its ``sepflow.metric.*`` tags (``"test.roc_auc"`` → value)."""
-
-    version: int
-    headline: str | None
-    metrics: dict[str, float]
-
-    def headline_value(self, segment: str = "test") -> float:
-        """The headline metric on ``segment``; NaN when unknown."""
-        return self.metrics.get(f"{segment}.{self.headline}", float("nan"))
-
-
-# Gate(candidate, production or None when nothing serves yet) → True to allow the promotion.
-Gate = Callable[[VersionMetrics, VersionMetrics | None], bool]
-
-
 def version_metrics(name: str, version_number: int) -> VersionMetrics:
-    """Metrics of version ``version_number`` of registered model ``name``."""
-    tags = MlflowClient().get_model_version(name, str(version_number)).tags
-    metrics = {key[len(METRIC_TAG):]: float(value) for key, value in tags.items() if key.startswith(METRIC_TAG)}
-    return VersionMetrics(int(version_number), tags.get("sepflow.headline_metric"), metrics)
-
-
-def headline_gate(segment: str = "test", min_delta: float = 0.0) -> Gate:
-    """Allow a candidate whose headline metric on ``segment`` beats production's by ``min_delta`` or more.
-
-    When nothing is in production, or its headline is undefined, a candidate with a defined headline passes.
-    """
-
-    def gate(candidate: VersionMetrics, production: VersionMetrics | None) -> bool:
-        mine = candidate.headline_value(segment)
-        theirs = float("nan") if production is None else production.headline_value(segment)
-        if not np.isfinite(theirs):
-            return bool(np.isfinite(mine))
-        return bool(mine >= theirs + min_delta)
-
-    return gate
-
-
-@dataclass(frozen=True)
-class PromotionResult:
-    """What ``promote`` did: ``alias`` now names ``version`` of ``model_name`` (it named ``previous_version``)."""
-
-    model_name: str
-    version: int
-    alias: str
-    previous_version: int | None
-    forced: bool
-    reason: str
-    comparison: str
-
-
-def side_by_side(candidate: VersionMetrics, production: VersionMetrics | None, segment: str = "test") -> str:
-    """A small text table of ``segment``'s metrics: candidate, production and their difference."""
-    names = sorted({k for k in candidate.metrics if k.startswith(f"{segment}.")}
-                   | ({k for k in production.metrics if k.startswith(f"{segment}.")} if production else set()))
-    headline = f"{segment}.{candidate.headline}"
-    names.sort(key=lambda k: k != headline)  # headline first, the rest alphabetical
-    prod_label = f"production v{production.version}" if production else "production (none)"
-    lines = [f"{'metric':<28}{f'candidate v{candidate.version}':>16}{prod_label:>20}{'delta':>12}"]
-    for key in names:
-        mine = candidate.metrics.get(key, float("nan"))
-        theirs = production.metrics.get(key, float("nan")) if production else float("nan")
-        lines.append(f"{key:<28}{mine:>16.4f}{theirs:>20.4f}{mine - theirs:>12.4f}")
-    return "\n".join(lines)
+    """Metrics of version ``version_number`` of registered model ``name``, read from its tags."""
+    try:
+        tags = MlflowClient().get_model_version(name, str(version_number)).tags
+    except MlflowException as exc:
+        raise SepflowError(f"registry: {name} has no version {version_number}") from exc
+    return VersionMetrics.from_tags(name, int(version_number), tags)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
@@ -190,24 +141,93 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
         return None
 
 
+# Gate(candidate) → its verdict, with the reference the gate chose.
+Gate = Callable[[VersionMetrics], GateDecision]
+
+
+def _walk_forward_reference(
+    client: MlflowClient, candidate: VersionMetrics, params: PromotionParams,
+) -> tuple[VersionMetrics | None, str | None, tuple[str, ...]]:
+    """The first walk-forward-tested version among: the model's production, then the baseline
+    family's production and candidate for the same target. A version is never its own reference."""
+    places = [(candidate.name, PRODUCTION)]
+    if params.baseline_family and candidate.target:
+        baseline = model_name(params.baseline_family, candidate.target)
+        places += [(baseline, PRODUCTION), (baseline, CANDIDATE)]
+    notes: list[str] = []
+    seen = {(candidate.name, candidate.version)}
+    for name, alias in places:
+        number = _alias_version(client, name, alias)
+        if number is None or (name, number) in seen:
+            continue
+        seen.add((name, number))
+        found = version_metrics(name, number)
+        if found.walk_forward:
+            return found, alias, tuple(notes)
+        notes.append(f"{found.label} (@{alias}) has no walk-forward metrics")
+    if params.baseline_family and not candidate.target:
+        notes.append(f"{candidate.label} has no sepflow.target tag, so no {params.baseline_family} baseline")
+    return None, None, tuple(notes)
+
+
+def walk_forward_gate(params: PromotionParams) -> Gate:
+    """The gate ``sepflow promote`` uses: every metric in ``params.metrics`` of the candidate's
+    walk-forward evaluation must beat the reference's by more than its ``min_delta``.
+
+    The reference is the model's current ``production`` version, else the ``baseline_family``'s
+    version for the same target (its ``production``, else its ``candidate``), skipping versions
+    without walk-forward metrics. No reference, or a candidate without the metrics: refused.
+    """
+
+    def gate(candidate: VersionMetrics) -> GateDecision:
+        reference, alias, notes = _walk_forward_reference(MlflowClient(), candidate, params)
+        return judge(candidate, reference, params, reference_alias=alias, notes=notes)
+
+    return gate
+
+
+class PromotionRefused(SepflowError):
+    """The gate refused a promotion; ``comparison`` holds the side-by-side table."""
+
+    def __init__(self, message: str, decision: GateDecision, comparison: str) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.comparison = comparison
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What ``promote`` did: ``alias`` now names ``version`` of ``model_name`` (it named
+    ``previous_version``). ``changed`` is False when the alias already named that version."""
+
+    model_name: str
+    version: int
+    alias: str
+    previous_version: int | None
+    forced: bool
+    reason: str
+    comparison: str
+    changed: bool = True
+
+
 def promote(
     model_name: str,
     *,
+    gate: Gate,
     version: int | None = None,
     alias_from: str = CANDIDATE,
     to: str = PRODUCTION,
-    gate: Gate | None = None,
     force: bool = False,
     reason: str | None = None,
     user: str | None = None,
 ) -> PromotionResult:
     """Point alias ``to`` at ``version`` (default: the version ``alias_from`` names).
 
-    ``gate(candidate, production)`` must allow it, unless ``force=True`` with a non-empty
-    ``reason``. The version is tagged ``sepflow.promoted_at``, ``sepflow.promoted_by``,
-    ``sepflow.promoted_to``, ``sepflow.promotion_reason``, ``sepflow.previous_version`` and
-    ``sepflow.promotion_forced``.
-    A refusal raises ``SepflowError`` with the two versions' metrics side by side.
+    ``gate(candidate)`` must allow it, unless ``force=True`` with a non-empty ``reason``. The
+    version is tagged ``sepflow.promoted_at``, ``sepflow.promoted_by``, ``sepflow.promoted_to``,
+    ``sepflow.promotion_reason``, ``sepflow.previous_version``, ``sepflow.promotion_forced`` and
+    ``sepflow.promotion_reference``. A refusal raises ``PromotionRefused`` carrying the side-by-side
+    table. Promoting the version the alias already names changes and tags nothing.
     """
     if force and not (reason or "").strip():
         raise ConfigError("registry: force=True needs a non-empty reason (it is written to the audit tags)")
@@ -218,27 +238,30 @@ def promote(
             raise SepflowError(f"registry: {model_name} has no version with alias {alias_from!r}")
     candidate = version_metrics(model_name, version)
     previous = _alias_version(client, model_name, to)
-    production = None if previous is None else version_metrics(model_name, previous)
-    comparison = side_by_side(candidate, production)
-    allowed = gate is None or gate(candidate, production)
-    if not allowed and not force:
-        raise SepflowError(
-            f"registry: the gate refuses {model_name} v{version} as {to!r}; "
-            f"pass force=True with a reason to override\n{comparison}"
+    if previous == candidate.version:
+        return PromotionResult(model_name, previous, to, previous, False, "", "", changed=False)
+    decision = gate(candidate)
+    comparison = side_by_side(candidate, decision)
+    if not decision.allowed and not force:
+        raise PromotionRefused(
+            f"registry: the gate refuses {candidate.label} as {to!r}: {decision.summary()}; "
+            "override with force and a reason (sepflow promote --force --reason TEXT)", decision, comparison,
         )
-    why = (reason or "").strip() or ("gate passed" if gate is not None else "no gate")
+    forced = force and not decision.allowed
+    why = (reason or "").strip() or "gate passed"
     audit: Mapping[str, Any] = {
         "sepflow.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sepflow.promoted_by": user or _current_user(),
         "sepflow.promoted_to": to,
         "sepflow.promotion_reason": why,
         "sepflow.previous_version": "none" if previous is None else str(previous),
-        "sepflow.promotion_forced": "true" if force and not allowed else "false",
+        "sepflow.promotion_forced": "true" if forced else "false",
+        "sepflow.promotion_reference": decision.reference.label if decision.reference else "none",
     }
     for key, value in audit.items():
-        client.set_model_version_tag(model_name, str(version), key, value)
-    client.set_registered_model_alias(model_name, to, str(version))
-    return PromotionResult(model_name, int(version), to, previous, force and not allowed, why, comparison)
+        client.set_model_version_tag(model_name, str(candidate.version), key, value)
+    client.set_registered_model_alias(model_name, to, str(candidate.version))
+    return PromotionResult(model_name, candidate.version, to, previous, forced, why, comparison)
 
 
 def _current_user() -> str:

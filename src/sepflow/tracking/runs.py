@@ -66,12 +66,16 @@ def stage_run(
     """Open the MLflow run of one stage execution.
 
     Logs the stage's params (flattened) and tags the run with the stage name, git commit,
-    dirty flag, params digest and the md5 of each input file. Any exception marks the run
-    FAILED and propagates; no run is left RUNNING.
+    dirty flag, params digest and the md5 of each input file; under DVC also the dvc.yaml
+    stage (``sepflow.dvc_stage``, which ``sepflow reproduce`` reruns). Any exception marks the
+    run FAILED and propagates; no run is left RUNNING.
     """
     configure_tracking()
+    # DVC names the stage it runs; it can differ from ``stage`` (train_ensemble runs train@ensemble).
+    dvc_stage = os.environ.get("DVC_STAGE")
     lineage = {
         "sepflow.stage": stage,
+        **({"sepflow.dvc_stage": dvc_stage} if dvc_stage else {}),
         **{f"sepflow.{k}": v for k, v in git_state().items()},
         "sepflow.params_digest": params_digest(params),
         **{f"sepflow.input_md5.{path}": md5 for path, md5 in input_md5s(inputs).items()},

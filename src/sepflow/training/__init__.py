@@ -1,7 +1,9 @@
 """Training: chronological segments, per-family fitting with tuning, calibration and thresholds, artifacts.
 
 ``train_family`` is the library function a ``train@FAMILY`` stage calls; ``load_trained`` reads
-its folder back for prediction. The MLflow pyfunc wrapper lives in ``sepflow.training.pyfunc``
+its folder back for prediction. With ``train.scope: per_symbol`` the stage calls
+``train_per_symbol`` (one model per ticker) and ``load_routed`` reads the per-ticker models back
+behind one ``predict_frame``; ``load_served`` reads either layout. The MLflow pyfunc wrapper lives in ``sepflow.training.pyfunc``
 (imported on demand: it imports MLflow).
 """
 
@@ -12,6 +14,8 @@ from sepflow.training.artifacts import (
     load_trained,
 )
 from sepflow.training.params import TrainParams, TuningParams
+from sepflow.training.per_symbol import PerSymbolResult, train_per_symbol
+from sepflow.training.routing import RoutedModel, load_routed, load_served
 from sepflow.training.segments import (
     Segments,
     chronological_segments,
@@ -25,6 +29,8 @@ from sepflow.training.train import (
 )
 
 __all__ = [
+    "PerSymbolResult",
+    "RoutedModel",
     "Segments",
     "TrainParams",
     "TrainResult",
@@ -35,7 +41,10 @@ __all__ = [
     "calibrator_to_json",
     "chronological_segments",
     "forward_returns_for",
+    "load_routed",
+    "load_served",
     "load_trained",
     "segments_by_fraction",
     "train_family",
+    "train_per_symbol",
 ]

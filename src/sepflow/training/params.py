@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sepflow.models import FAMILIES, TASKS
 from sepflow.models.tuning import SCORINGS, TUNABLE
 from sepflow.tracking.lineage import repo_root
+from sepflow.validation.splits import WalkForward
 
-__all__ = ["TrainParams", "TuningParams"]
+__all__ = ["TrainParams", "TuningParams", "WalkForwardParams"]
 
 _SQLITE = "sqlite:///"
 
@@ -91,6 +92,12 @@ class TrainParams(BaseModel):
     device: Literal["cpu", "gpu", "auto"] = "auto"
     fee_bps: float = Field(5.0, ge=0)
     slippage_bps: float = Field(5.0, ge=0)
+    # pooled: one cross-sectional model per family and target; per_symbol: one model per ticker,
+    # routed by ticker when serving (see training.per_symbol).
+    scope: Literal["pooled", "per_symbol"] = "pooled"
+    # per_symbol: tickers trained at once, in processes (times each family's own n_jobs threads).
+    # Each ticker's seed comes from the base seed and its name, so results never depend on it.
+    max_workers: int = Field(2, ge=1)
     tuning: TuningParams = Field(default_factory=TuningParams)
 
     dummy: dict[str, Any] = Field(default_factory=dict)
@@ -133,3 +140,36 @@ class TrainParams(BaseModel):
     def model_params(self, family: str) -> dict[str, Any]:
         """A copy of ``family``'s fixed constructor params."""
         return dict(getattr(self, family))
+
+
+class WalkForwardParams(BaseModel):
+    """``params.yaml: walk_forward``. Day counts are unique panel dates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Literal["expanding", "sliding"] = "expanding"
+    train_days: int = Field(504, ge=20)  # the sliding window's length; the expanding window's minimum
+    test_days: int = Field(63, ge=5)
+    step_days: int | None = Field(None, ge=1)  # null: test_days (back-to-back test blocks)
+    embargo_days: int = Field(5, ge=0)  # raised to each target's horizon when smaller
+    max_folds: int | None = Field(4, ge=1)  # the most recent folds; null: every fold the data holds
+    validation_fraction: float = Field(0.2, gt=0, lt=0.5)
+    max_samples_per_symbol: int | None = Field(300, ge=10)  # evenly spaced rows per ticker; null: every row
+    scheme: Literal["long_short", "long_flat"] = "long_short"
+    quantile: float = Field(0.2, gt=0, le=0.5)  # long-short: top and bottom share of names
+
+    @model_validator(mode="after")
+    def _step_covers_test(self) -> WalkForwardParams:
+        if self.step_days is not None and self.step_days < self.test_days:
+            raise ValueError(
+                f"step_days ({self.step_days}) below test_days ({self.test_days}) would test dates twice"
+            )
+        return self
+
+    def splitter(self, horizon: int) -> WalkForward:
+        """The fold generator for a target of ``horizon`` days."""
+        return WalkForward(
+            test_days=self.test_days, step_days=self.step_days,
+            train_days=self.train_days if self.window == "sliding" else None,
+            embargo_days=max(self.embargo_days, int(horizon)), min_train_days=self.train_days,
+        )

@@ -2,7 +2,8 @@
 
 ``TrainedPyfunc`` is logged from code (``ENTRY_POINT``, MLflow's models-from-code), not pickled;
 the model itself is read from the logged ``trained`` artifact folder, in its native formats, by
-``load_trained``. Serving needs ``sepflow`` importable.
+``load_served``: a pooled folder, or a per-symbol folder whose model routes each ticker's rows to
+that ticker's own model. Serving needs ``sepflow`` importable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from sepflow.training.artifacts import TrainedModel, load_trained
+from sepflow.training.artifacts import TrainedModel
+from sepflow.training.routing import RoutedModel, load_served
 
 __all__ = ["ARTIFACT_KEY", "ENTRY_POINT", "TrainedPyfunc", "predict_records"]
 
@@ -23,9 +25,9 @@ ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 KEYS = ["ticker", "date"]
 
 
-def predict_records(trained: TrainedModel, frame: pd.DataFrame) -> pd.DataFrame:
+def predict_records(trained: TrainedModel | RoutedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for a flat frame; ``ticker`` and ``date`` columns, when present, index the rows
-    (an LSTM needs them) and come back as the first output columns."""
+    (an LSTM and a per-symbol model need them) and come back as the first output columns."""
     if not set(KEYS) <= set(frame.columns):
         return trained.predict_frame(frame).reset_index(drop=True)
     X = frame.assign(date=pd.to_datetime(frame["date"])).set_index(KEYS)
@@ -36,7 +38,7 @@ class TrainedPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the ``trained`` artifact folder in ``load_context``; ``predict`` calls ``predict_records``."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self._trained = load_trained(Path(context.artifacts[ARTIFACT_KEY]))
+        self._trained = load_served(Path(context.artifacts[ARTIFACT_KEY]))
 
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -72,7 +73,19 @@ from sepflow.training.params import TrainParams
 from sepflow.training.segments import SEGMENTS, Segments, segments_by_fraction
 from sepflow.validation.splits import PurgedKFold
 
-__all__ = ["HEADLINE", "TrainResult", "artifact_name", "forward_returns_for", "train_family"]
+__all__ = [
+    "HEADLINE",
+    "SegmentContext",
+    "TrainResult",
+    "artifact_name",
+    "calibrated",
+    "fit_decision_rule",
+    "forward_returns_for",
+    "holding_rows",
+    "ranking_score",
+    "segment_output",
+    "train_family",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +137,17 @@ def train_family(
     out_dir: Path,
     optuna_storage: str | None,
     forward_returns: Any = None,
+    study_name: str | None = None,
+    member_dirs: Mapping[str, Path] | None = None,
 ) -> TrainResult:
     """Train ``family`` on ``ds`` (the dataset of ``target``) and write its folder ``out_dir``.
 
     ``selected_features`` are the model inputs, in order. ``forward_returns`` (one per row of
     ``ds``, e.g. from ``forward_returns_for``) switch the threshold objective to net Sharpe and
     add trading and IC-on-returns metrics. ``optuna_storage`` holds the resumable study
-    ``<family>-<target>`` (None: in memory). The ``ensemble`` family fits weights over the
-    members already saved under ``out_dir.parent.parent/<family>/<target>``. With
+    ``study_name`` (default ``<family>-<target>``; None storage: in memory). The ``ensemble``
+    family fits weights over the members already saved in ``member_dirs`` (by family; default
+    ``out_dir.parent.parent/<family>/<target>``). With
     ``params.max_samples_per_symbol`` each ticker keeps that many evenly spaced rows (as target
     ranking does); an LSTM's windows then step over the rows left out.
     """
@@ -158,16 +174,17 @@ def train_family(
     study, ensemble_record = None, None
     if family == "ensemble":
         model, ensemble_record = _fit_ensemble(target, task, features, segments, X_all, X["validation"],
-                                               y["validation"], out_dir, params)
+                                               y["validation"], out_dir, params, member_dirs)
     else:
         model_params, study = _model_params(family, task, target, X["train"], y["train"],
                                             groups.iloc[segments["train"]], params, seed, embargo,
-                                            optuna_storage, ds.meta["feature_signature"])
+                                            optuna_storage, study_name or f"{family}-{target}",
+                                            ds.meta["feature_signature"])
         model = make_model(family, task, **model_params)
         model.fit(X["train"], y["train"], eval_set=(X["validation"], y["validation"]))
 
     context = {
-        name: _SegmentContext(
+        name: SegmentContext(
             dates=groups["date"].to_numpy()[rows], tickers=X[name].index.get_level_values("ticker").to_numpy(),
             returns=None if returns_all is None else returns_all[rows],
         )
@@ -185,7 +202,8 @@ def train_family(
         "segments": segments.info,
         "embargo_days": embargo,
         "model_params": _json_params(model),
-        "train_params": params.model_dump(mode="json"),
+        # How many processes trained the tickers changes no model, so it must not change the files.
+        "train_params": params.model_dump(mode="json", exclude={"max_workers"}),
         "tuning": _tuning_record(study),
         "ensemble": ensemble_record,
         "libraries": _library_versions(model),
@@ -214,7 +232,7 @@ def train_family(
 
 
 @dataclass(frozen=True)
-class _SegmentContext:
+class SegmentContext:
     """Per-row dates, tickers and (optional) forward returns of one segment."""
 
     dates: np.ndarray
@@ -224,20 +242,14 @@ class _SegmentContext:
 
 def _evaluate(
     model: SepflowModel, X_all: pd.DataFrame, X: dict[str, pd.DataFrame], y: dict[str, pd.Series],
-    context: dict[str, _SegmentContext], horizon: int, params: TrainParams,
+    context: dict[str, SegmentContext], horizon: int, params: TrainParams,
 ) -> tuple[ProbabilityCalibrator | None, dict[str, Any], dict[str, Any]]:
     """Calibrator and decision rule fitted on validation, and every segment's metrics."""
     task = model.task
-    outputs = {name: _segment_output(model, X_all, X[name]) for name in SEGMENTS}
-    calibrator, threshold = None, {"threshold": None, "rule": "prediction" if task == "regression" else "argmax"}
-    if task != "regression":
-        y_val = np.asarray(y["validation"])
-        if params.calibration != "none":
-            calibrator = fit_calibrator(outputs["validation"], y_val, params.calibration, classes=model.classes_)
-        outputs = {name: _calibrated(calibrator, output) for name, output in outputs.items()}
-        if task == "classification":
-            threshold = _choose_threshold(outputs["validation"][:, 1], y_val, model.classes_,
-                                          context["validation"], horizon, params)
+    outputs = {name: segment_output(model, X_all, X[name]) for name in SEGMENTS}
+    calibrator, threshold = fit_decision_rule(model, outputs["validation"], np.asarray(y["validation"]),
+                                              context["validation"], horizon, params)
+    outputs = {name: calibrated(calibrator, output) for name, output in outputs.items()}
     per_segment = {
         name: _segment_metrics(model, np.asarray(y[name]), outputs[name], threshold["threshold"],
                                context[name], horizon, params)
@@ -249,6 +261,26 @@ def _evaluate(
         "overfit_margin": per_segment["train"][headline] - per_segment["validation"][headline],
     }
     return calibrator, threshold, metrics
+
+
+def fit_decision_rule(
+    model: SepflowModel, validation_output: np.ndarray, y_validation: np.ndarray, context: SegmentContext,
+    horizon: int, params: TrainParams,
+) -> tuple[ProbabilityCalibrator | None, dict[str, Any]]:
+    """The calibrator and decision rule of a classifier, both fitted on its validation outputs only.
+
+    Regression models get no calibrator and the rule ``prediction``; multiclass ones ``argmax``.
+    """
+    task = model.task
+    calibrator, threshold = None, {"threshold": None, "rule": "prediction" if task == "regression" else "argmax"}
+    if task == "regression":
+        return calibrator, threshold
+    if params.calibration != "none":
+        calibrator = fit_calibrator(validation_output, y_validation, params.calibration, classes=model.classes_)
+    if task == "classification":
+        p_up = calibrated(calibrator, validation_output)[:, 1]
+        threshold = _choose_threshold(p_up, y_validation, model.classes_, context, horizon, params)
+    return calibrator, threshold
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -317,7 +349,7 @@ def _claim_study(storage: str | None, study_name: str, fingerprint: str) -> None
 
 def _model_params(
     family: str, task: TaskKind, target: str, X_train: pd.DataFrame, y_train: pd.Series, groups: pd.DataFrame,
-    params: TrainParams, seed: int, embargo: int, storage: str | None, feature_signature: str,
+    params: TrainParams, seed: int, embargo: int, storage: str | None, study_name: str, feature_signature: str,
 ) -> tuple[dict[str, Any], optuna.Study | None]:
     """Constructor params for the final fit: fixed params, plus Optuna's best for tuned families."""
     fixed = {**params.model_params(family), **device_params(family, resolve_device(params.device))}
@@ -333,7 +365,6 @@ def _model_params(
     # A fixed n_estimators pins the searched range: every trial then trains what the final fit caps.
     low, high = (int(fixed["n_estimators"]),) * 2 if "n_estimators" in fixed else params.tuning.n_estimators_range
     scoring = params.tuning.scoring[task]
-    study_name = f"{family}-{target}"
     fingerprint = params_digest({
         "task": task, "features": list(X_train.columns), "feature_signature": feature_signature,
         "data": [int(pd.util.hash_pandas_object(X_train).sum()), int(pd.util.hash_pandas_object(y_train).sum())],
@@ -352,6 +383,7 @@ def _model_params(
 def _fit_ensemble(
     target: str, task: TaskKind, features: list[str], segments: Segments, X_all: pd.DataFrame,
     X_val: pd.DataFrame, y_val: pd.Series, out_dir: Path, params: TrainParams,
+    member_dirs: Mapping[str, Path] | None,
 ) -> tuple[EnsembleModel, dict[str, Any]]:
     """Weights over the saved members, fitted on their validation predictions only.
 
@@ -362,8 +394,11 @@ def _fit_ensemble(
     members: dict[str, SepflowModel] = {}
     skipped: dict[str, str] = {}
     for family in (f for f in params.families if f != "ensemble"):
+        folder = root / family / target if member_dirs is None else member_dirs.get(family)
         try:
-            member = load_trained(root / family / target)
+            if folder is None:
+                raise SepflowError("no member folder given")
+            member = load_trained(folder)
         except SepflowError as exc:
             skipped[family] = str(exc)
             continue
@@ -378,7 +413,8 @@ def _fit_ensemble(
     for family, reason in skipped.items():
         log.warning("training: ensemble %s skips %s: %s", target, family, reason)
     if not members:
-        raise ConfigError(f"training: no usable ensemble member under {root}/<family>/{target}: {skipped}")
+        where = f"{root}/<family>/{target}" if member_dirs is None else "the given member folders"
+        raise ConfigError(f"training: no usable ensemble member under {where}: {skipped}")
     ensemble = EnsembleModel(members, task=task, **params.model_params("ensemble"))
     combined, positions = _in_context(ensemble, X_all, X_val)
     ensemble.fit_weights(ensemble.member_predictions(combined).iloc[positions], y_val)
@@ -402,21 +438,21 @@ def _in_context(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -
     return combined, combined.index.get_indexer(X_seg.index)
 
 
-def _segment_output(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> np.ndarray:
+def segment_output(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> np.ndarray:
     """Probabilities (classifiers) or predictions (regression) for the rows of ``X_seg``, in order."""
     combined, positions = _in_context(model, X_all, X_seg)
     output = model.predict(combined) if model.task == "regression" else model.predict_proba(combined)
     return output[positions]
 
 
-def _calibrated(calibrator: ProbabilityCalibrator | None, proba: np.ndarray) -> np.ndarray:
+def calibrated(calibrator: ProbabilityCalibrator | None, proba: np.ndarray) -> np.ndarray:
     return proba if calibrator is None else calibrator.transform(proba)
 
 
 # -- threshold and metrics ---------------------------------------------------------------------
 
 
-def _holding_rows(dates: np.ndarray, returns: np.ndarray, horizon: int) -> np.ndarray:
+def holding_rows(dates: np.ndarray, returns: np.ndarray, horizon: int) -> np.ndarray:
     """Rows on every ``horizon``-th date with a known forward return: non-overlapping holding periods."""
     trade_dates = np.unique(dates)[::horizon]
     return np.flatnonzero(np.isin(dates, trade_dates) & np.isfinite(returns))
@@ -424,7 +460,7 @@ def _holding_rows(dates: np.ndarray, returns: np.ndarray, horizon: int) -> np.nd
 
 def _net_sharpe(p_up: np.ndarray, threshold: float, dates: np.ndarray, tickers: np.ndarray, returns: np.ndarray,
                 horizon: int, params: TrainParams) -> float:
-    rows = _holding_rows(dates, returns, horizon)
+    rows = holding_rows(dates, returns, horizon)
     if len(rows) == 0:
         return float("nan")
     book = pd.DataFrame({"ticker": tickers[rows], "date": dates[rows], "signal": p_up[rows],
@@ -434,12 +470,12 @@ def _net_sharpe(p_up: np.ndarray, threshold: float, dates: np.ndarray, tickers: 
 
 
 def _choose_threshold(
-    p_up: np.ndarray, y: np.ndarray, classes: np.ndarray, context: _SegmentContext, horizon: int,
+    p_up: np.ndarray, y: np.ndarray, classes: np.ndarray, context: SegmentContext, horizon: int,
     params: TrainParams,
 ) -> dict[str, Any]:
     """The validation-tuned threshold on calibrated P(up), with how it was chosen."""
     returns = context.returns
-    rows = np.array([], dtype=int) if returns is None else _holding_rows(context.dates, returns, horizon)
+    rows = np.array([], dtype=int) if returns is None else holding_rows(context.dates, returns, horizon)
     if returns is not None and len(rows):
         choice = tune_threshold(
             p_up[rows], y[rows], forward_returns=returns[rows], dates=context.dates[rows],
@@ -457,8 +493,8 @@ def _choose_threshold(
     }
 
 
-def _ranking_score(task: TaskKind, classes: np.ndarray, output: np.ndarray, y: np.ndarray,
-                   returns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+def ranking_score(task: TaskKind, classes: np.ndarray, output: np.ndarray, y: np.ndarray,
+                  returns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(score, outcome) to rank names by per date: P(up) or the expected ordinal class, against returns or labels."""
     if task == "classification":
         return output[:, 1], y.astype(float) if returns is None else returns
@@ -470,14 +506,14 @@ def _ranking_score(task: TaskKind, classes: np.ndarray, output: np.ndarray, y: n
 
 
 def _segment_metrics(
-    model: SepflowModel, y: np.ndarray, output: np.ndarray, threshold: float | None, context: _SegmentContext,
+    model: SepflowModel, y: np.ndarray, output: np.ndarray, threshold: float | None, context: SegmentContext,
     horizon: int, params: TrainParams,
 ) -> dict[str, float]:
     if model.task == "regression":
         return {**regression_metrics(y, output), **information_coefficients(context.dates, y, output)}
     classes = model.classes_
     metrics = classification_metrics(y, decide(output, classes, threshold), output, labels=classes)
-    ranking = _ranking_score(model.task, classes, output, y, context.returns)
+    ranking = ranking_score(model.task, classes, output, y, context.returns)
     if ranking is not None:
         metrics.update(information_coefficients(context.dates, ranking[1], ranking[0]))
     if threshold is not None and context.returns is not None:
