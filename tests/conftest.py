@@ -106,3 +106,15 @@ def repo_copy(tmp_path: Path) -> Callable[..., RepoCopy]:
         return copy
 
     return make
+
+
+@pytest.fixture()
+def named_research() -> Callable[..., dict[str, Any]]:
+    """Params naming the targets and their features (the ranking and selection bypasses), for
+    tests about later stages: `dvc repro` then skips the two slowest research stages' work."""
+
+    def make(*targets: str) -> dict[str, Any]:
+        features = ["ret_5d", "ret_20d", "ret_60d", "sma_ratio_20", "rsi_14", "ret_20d_xs", "rvol_20"]
+        return {"ranking": {"targets": list(targets)}, "selection": {"manual": dict.fromkeys(targets, features)}}
+
+    return make

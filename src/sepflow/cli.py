@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    stage.add_argument("--family", help="model family, for the per-family stages (train)")
+    stage.add_argument("--family", help="model family, for the per-family stages (train, walk_forward)")
     stage.set_defaults(func=_cmd_stage)
 
     validate = sub.add_parser("validate", help="check a SEP/OHLCV file and print a one-line summary")

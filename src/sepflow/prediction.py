@@ -52,7 +52,7 @@ from sepflow.training.routing import (
 )
 
 # How many rows an LSTM (or an ensemble holding one) looks back on: the number training used.
-from sepflow.training.train import _context_length
+from sepflow.training.train import context_length
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -269,7 +269,7 @@ def predict_at(
     rows[on_asof] = known & modelled
 
     members = list(served.models.values()) if routed else [served]
-    context = max(_context_length(m.model) for m in members)
+    context = max(context_length(m.model) for m in members)
     universe_only = all(m.metadata.get("data", {}).get("universe_only", True) for m in members)
     usable = complete & in_universe if universe_only else complete
     # Only look-back models need earlier rows; the others read the as-of rows alone.

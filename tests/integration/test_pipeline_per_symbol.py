@@ -13,8 +13,11 @@ from sepflow.io import read_json
 pytestmark = pytest.mark.slow
 
 
-def test_per_symbol_stage_logs_every_ticker_and_registers_the_router(repo_copy: Callable) -> None:
-    repo = repo_copy({"train": {"families": ["dummy"], "scope": "per_symbol", "max_workers": 2}})
+def test_per_symbol_stage_logs_every_ticker_and_registers_the_router(
+    repo_copy: Callable, named_research: Callable,
+) -> None:
+    repo = repo_copy({"train": {"families": ["dummy"], "scope": "per_symbol", "max_workers": 2},
+                      **named_research("dir_5d")})
     repo.run("dvc", "repro", "train@dummy")
     root = repo.root
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]

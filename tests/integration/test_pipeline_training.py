@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 FAMILIES = ("dummy", "random_forest", "xgboost", "lightgbm", "lstm", "ensemble")
 
 
-def test_repro_trains_and_registers_every_family(repo_copy: Callable) -> None:
-    repo = repo_copy()
+def test_repro_trains_and_registers_every_family(repo_copy: Callable, named_research: Callable) -> None:
+    repo = repo_copy(named_research("dir_5d", "label3_5d", "return_1d"))  # a target of every task
     repo.run("dvc", "repro", "train_ensemble")
     root = repo.root
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]
@@ -44,8 +44,8 @@ def test_repro_trains_and_registers_every_family(repo_copy: Callable) -> None:
         assert f"Running stage '{stage}'" not in out
 
 
-def test_nested_run_per_target(repo_copy: Callable) -> None:
-    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}})
+def test_nested_run_per_target(repo_copy: Callable, named_research: Callable) -> None:
+    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}, **named_research("dir_5d", "return_5d")})
     repo.run("dvc", "repro", "train@xgboost")
     (parent,) = repo.stage_runs("train@xgboost")
     client = MlflowClient(tracking_uri=f"sqlite:///{repo.root / 'mlflow.db'}")

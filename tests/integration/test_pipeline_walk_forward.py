@@ -14,8 +14,8 @@ from sepflow.training.walk_forward import PREDICTION_COLUMNS
 pytestmark = pytest.mark.slow
 
 
-def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable) -> None:
-    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}})
+def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_research: Callable) -> None:
+    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}, **named_research("dir_5d", "return_5d")})
     repo.run("dvc", "repro", "walk_forward@xgboost", "walk_forward@dummy")
     root = repo.root
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]

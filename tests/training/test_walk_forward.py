@@ -73,6 +73,14 @@ def test_predictions_are_out_of_sample_and_complete(xgb_dir, fast_params) -> Non
     assert float(tags["sepflow.wf.rank_ic"]) == result.overall["rank_ic"]
 
 
+def test_row_budget_thins_fitting_rows_never_test_rows(xgb_dir, fast_params) -> None:
+    trained, ds, returns = xgb_dir
+    full = walk_forward(trained, ds, returns, WF, fast_params)
+    thinned = walk_forward(trained, ds, returns, WF.model_copy(update={"max_samples_per_symbol": 60}), fast_params)
+    assert (thinned.folds["n_fit"] < full.folds["n_fit"]).all()
+    pd.testing.assert_frame_equal(thinned.predictions[["ticker", "date", "fold"]], full.predictions[["ticker", "date", "fold"]])
+
+
 def test_changing_labels_after_a_fold_leaves_its_predictions_unchanged(xgb_dir, fast_params) -> None:
     """The future-perturbation test for walk-forward: scramble every label and return from the
     last fold's test start on; the earlier folds must predict exactly the same numbers."""

@@ -71,8 +71,8 @@ def long_flat_weights(frame: pd.DataFrame, *, signal_col: str = "signal", thresh
 def long_short_weights(frame: pd.DataFrame, *, signal_col: str = "signal", quantile: float = 0.2) -> pd.Series:
     """Weight per row: ``+1/k`` for the top k signals of its date, ``-1/k`` for the bottom k.
 
-    ``k = floor(quantile * n)`` with n the names with a signal that date; dates with k = 0 are
-    flat. Ties are broken by ticker so the result does not depend on row order.
+    ``k = floor(quantile * n)`` with n the names with a signal that date; dates with k = 0, or
+    whose signals are all equal, are flat. Ties are broken by ticker so the result does not depend on row order.
     """
     if not 0 < quantile <= 0.5:
         raise ConfigError(f"trading: quantile must be in (0, 0.5], got {quantile}")
@@ -83,7 +83,9 @@ def long_short_weights(frame: pd.DataFrame, *, signal_col: str = "signal", quant
     by_date = ordered.groupby("date", sort=False)
     ascending = by_date.cumcount().to_numpy()
     n = by_date[signal_col].transform("size").to_numpy()
-    k = np.floor(quantile * n).astype(int)
+    spread = (by_date[signal_col].transform("max") - by_date[signal_col].transform("min")).to_numpy()
+    # A date whose signals are all equal ranks nothing: the tie-break alone would pick the book.
+    k = np.where(spread > 0, np.floor(quantile * n), 0).astype(int)
     side = np.where((k > 0) & (ascending >= n - k), 1.0, 0.0) - np.where((k > 0) & (ascending < k), 1.0, 0.0)
     weight = np.zeros(len(frame))
     weight[ordered.index.to_numpy()] = side / np.maximum(k, 1)

@@ -154,7 +154,7 @@ class WalkForwardParams(BaseModel):
     embargo_days: int = Field(5, ge=0)  # raised to each target's horizon when smaller
     max_folds: int | None = Field(4, ge=1)  # the most recent folds; null: every fold the data holds
     validation_fraction: float = Field(0.2, gt=0, lt=0.5)
-    max_samples_per_symbol: int | None = Field(300, ge=10)  # evenly spaced rows per ticker; null: every row
+    max_samples_per_symbol: int | None = Field(200, ge=10)  # fit on every k-th date (~this many rows per ticker)
     scheme: Literal["long_short", "long_flat"] = "long_short"
     quantile: float = Field(0.2, gt=0, le=0.5)  # long-short: top and bottom share of names
 

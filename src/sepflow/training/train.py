@@ -79,6 +79,7 @@ __all__ = [
     "TrainResult",
     "artifact_name",
     "calibrated",
+    "context_length",
     "fit_decision_rule",
     "forward_returns_for",
     "holding_rows",
@@ -424,17 +425,18 @@ def _fit_ensemble(
 # -- predictions -------------------------------------------------------------------------------
 
 
-def _context_length(model: SepflowModel) -> int:
+def context_length(model: SepflowModel) -> int:
+    """Rows of history a model reads per prediction: its window for sequence models, else 1."""
     if isinstance(model, LSTMModel):
         return int(model.sequence_length)
     if isinstance(model, EnsembleModel):
-        return max(_context_length(member) for member in model.members.values())
+        return max(context_length(member) for member in model.members.values())
     return 1
 
 
 def _in_context(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """``X_seg`` preceded by the earlier rows the model looks back on, and the positions of ``X_seg``'s rows."""
-    combined, _ = with_context(X_all, X_seg, _context_length(model))
+    combined, _ = with_context(X_all, X_seg, context_length(model))
     return combined, combined.index.get_indexer(X_seg.index)
 
 

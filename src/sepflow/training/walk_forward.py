@@ -42,12 +42,13 @@ from sepflow.evaluation.metrics import (
 from sepflow.evaluation.trading import TRADING_DAYS, backtest, performance_summary
 from sepflow.features.dataset import Dataset
 from sepflow.features.targets import LABEL3_CLASSES
-from sepflow.ranking.targets import panel_frame, sample_rows
+from sepflow.ranking.targets import panel_frame
 from sepflow.training.artifacts import TrainedModel, decide
 from sepflow.training.params import TrainParams, WalkForwardParams
 from sepflow.training.train import (
     SegmentContext,
     calibrated,
+    context_length,
     fit_decision_rule,
     holding_rows,
     ranking_score,
@@ -94,11 +95,16 @@ def walk_forward(
     if ds.meta.get("target") != meta["target"]:
         raise ConfigError(f"walk-forward: dataset is for {ds.meta.get('target')!r}, the model for {meta['target']!r}")
     horizon = int(ds.meta["horizon"])
-    rows = sample_rows(ds.tickers, wf.max_samples_per_symbol) if wf.max_samples_per_symbol else np.arange(len(ds.y))
-    X_all, y_all, groups = panel_frame(ds, rows)
+    X_all, y_all, groups = panel_frame(ds)
     X_all = X_all[trained.features]
-    returns = np.asarray(forward_returns, dtype=float)[rows]
-    close = None if prices is None else np.asarray(prices, dtype=float)[rows]
+    returns = np.asarray(forward_returns, dtype=float)
+    close = None if prices is None else np.asarray(prices, dtype=float)
+    grid = None if not wf.max_samples_per_symbol else _date_grid(ds.dates.to_numpy(), wf.max_samples_per_symbol)
+    # Folds fit on the date grid. A sequence model reads its windows from the rows it is given, so
+    # it also predicts on the grid, with grid rows as context (evenly spaced windows, as it was
+    # fitted); other models predict every row of the test block.
+    sequence = grid is not None and context_length(trained.model) > 1
+    history = X_all.iloc[grid] if sequence else X_all
     splitter = wf.splitter(horizon)
     folds = list(splitter.split(X_all, groups=groups))
     ranges = splitter.fold_ranges_
@@ -109,6 +115,10 @@ def walk_forward(
     parts, fold_rows = [], []
     for number in range(first, len(folds)):
         train_rows, test_rows = folds[number]
+        if grid is not None:
+            train_rows = train_rows[np.isin(train_rows, grid)]
+        if sequence:
+            test_rows = test_rows[np.isin(test_rows, grid)]
         fit_rows, validation_rows = _validation_tail(groups, train_rows, wf.validation_fraction, splitter.embargo_days)
         model = clone(trained.model)  # the trained constructor params (tuned values, seed), unfitted
         model.fit(X_all.iloc[fit_rows], y_all.iloc[fit_rows],
@@ -116,10 +126,10 @@ def walk_forward(
         context = SegmentContext(dates=dates[validation_rows], tickers=tickers[validation_rows],
                                  returns=returns[validation_rows])
         calibrator, rule = fit_decision_rule(
-            model, segment_output(model, X_all, X_all.iloc[validation_rows]),
+            model, segment_output(model, history, X_all.iloc[validation_rows]),
             y_all.iloc[validation_rows].to_numpy(), context, horizon, train,
         )
-        output = calibrated(calibrator, segment_output(model, X_all, X_all.iloc[test_rows]))
+        output = calibrated(calibrator, segment_output(model, history, X_all.iloc[test_rows]))
         part = _prediction_frame(model.task, model.classes_ if model.task != "regression" else None, output,
                                  rule["threshold"], y_all.iloc[test_rows].to_numpy(), returns[test_rows])
         part.insert(0, "ticker", tickers[test_rows])
@@ -146,6 +156,15 @@ def walk_forward(
         target=meta["target"], predictions=predictions[PREDICTION_COLUMNS], folds=pd.DataFrame(fold_rows),
         overall=overall, equity=equity, rolling_ic=rolling.reset_index(),
     )
+
+
+def _date_grid(dates: np.ndarray, max_per_ticker: int) -> np.ndarray:
+    """Row positions on every k-th unique date, k chosen so a ticker listed throughout keeps about
+    ``max_per_ticker`` rows. Whole dates are kept: every name of a kept date stays, so per-date
+    cross-sections (IC, books) stay complete, unlike a per-ticker sample."""
+    unique = np.unique(dates)
+    stride = max(1, int(np.ceil(len(unique) / max_per_ticker)))
+    return np.flatnonzero(np.searchsorted(unique, dates) % stride == 0)
 
 
 def _validation_tail(
