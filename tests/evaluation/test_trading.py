@@ -84,6 +84,16 @@ def test_long_short_quantiles_with_names_entering_and_leaving():
         long_short_weights(panel, quantile=0.6)
 
 
+def test_long_short_is_flat_on_a_date_whose_signals_all_tie():
+    panel = pd.DataFrame({
+        "ticker": ["A", "B", "C", "D"] * 2,
+        "date": [DAYS[0]] * 4 + [DAYS[1]] * 4,
+        "signal": [0.5] * 4 + [4.0, 3.0, 2.0, 1.0],  # day 1: a constant model ranks nothing
+        "forward_return": [0.01, 0.02, 0.03, 0.04] * 2,
+    })
+    assert long_short_weights(panel, quantile=0.25).tolist() == [0.0] * 4 + [1.0, 0.0, 0.0, -1.0]
+
+
 def test_long_short_ties_do_not_depend_on_row_order():
     rng = np.random.default_rng(3)
     panel = pd.DataFrame({

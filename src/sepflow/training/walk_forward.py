@@ -112,6 +112,7 @@ def walk_forward(
     dates = groups["date"].to_numpy()
     tickers = X_all.index.get_level_values("ticker").to_numpy()
 
+    regression = trained.task == "regression"
     parts, fold_rows = [], []
     for number in range(first, len(folds)):
         train_rows, test_rows = folds[number]
@@ -143,12 +144,13 @@ def walk_forward(
         record.update(n_fit=len(fit_rows), n_validation=len(validation_rows), threshold=rule["threshold"])
         record["fit_end"] = pd.Timestamp(dates[fit_rows].max())
         record["train_label_end"] = pd.Timestamp(groups["label_end"].to_numpy()[train_rows].max())
-        fold_rows.append({**record, **_metrics(part, trained, horizon, wf, train)})
+        fold_rows.append({**record, **_metrics(part, trained, horizon, _book(part, horizon, wf, train, regression))})
 
     predictions = pd.concat(parts, ignore_index=True)
-    overall = _metrics(predictions, trained, horizon, wf, train)
+    book = _book(predictions, horizon, wf, train, regression)
+    overall = _metrics(predictions, trained, horizon, book)
     overall["n_folds"] = float(len(parts))
-    equity = _equity(predictions, horizon, wf, train, regression=trained.task == "regression")
+    equity = _equity(predictions, book, horizon)
     rolling = daily_information_coefficients(predictions["date"], predictions["forward_return"],
                                              predictions["score"])[["rank_ic"]]
     rolling["rolling_rank_ic"] = rolling["rank_ic"].rolling(rolling_window, min_periods=rolling_window // 3).mean()
@@ -208,10 +210,8 @@ def _prediction_frame(
     return frame
 
 
-def _metrics(
-    frame: pd.DataFrame, trained: TrainedModel, horizon: int, wf: WalkForwardParams, train: TrainParams,
-) -> dict[str, float]:
-    """Prediction quality, IC and the book's performance for a set of out-of-sample rows."""
+def _metrics(frame: pd.DataFrame, trained: TrainedModel, horizon: int, book: pd.DataFrame) -> dict[str, float]:
+    """Prediction quality, IC and the performance of ``book`` (``_book`` of the same rows)."""
     y = frame["_label"].to_numpy()
     metrics: dict[str, float] = {}
     if trained.task == "regression":
@@ -229,7 +229,6 @@ def _metrics(
     metrics.update(information_coefficients(frame.loc[known, "date"], frame.loc[known, "forward_return"],
                                             frame.loc[known, "score"]))
     metrics["rank_ic_tstat"] = _rank_ic_tstat(frame[known], horizon)
-    book = _book(frame, horizon, wf, train, regression=trained.task == "regression")
     summary = performance_summary(book, periods_per_year=TRADING_DAYS / horizon)
     metrics.update(net_sharpe=summary["sharpe"], gross_sharpe=summary["gross_sharpe"], sortino=summary["sortino"],
                    max_drawdown=summary["max_drawdown"], turnover=summary["avg_turnover"],
@@ -262,7 +261,7 @@ def _rank_ic_tstat(frame: pd.DataFrame, horizon: int) -> float:
 
 
 def _book(
-    frame: pd.DataFrame, horizon: int, wf: WalkForwardParams, train: TrainParams, *, regression: bool,
+    frame: pd.DataFrame, horizon: int, wf: WalkForwardParams, train: TrainParams, regression: bool,
 ) -> pd.DataFrame:
     """Daily book on non-overlapping holding dates (every ``horizon``-th date with a known return).
 
@@ -280,11 +279,8 @@ def _book(
                     periods_per_year=TRADING_DAYS / horizon).book
 
 
-def _equity(
-    predictions: pd.DataFrame, horizon: int, wf: WalkForwardParams, train: TrainParams, *, regression: bool,
-) -> pd.DataFrame:
-    """Compounded gross and net equity of the book, and of holding the whole universe equally weighted."""
-    book = _book(predictions, horizon, wf, train, regression=regression)
+def _equity(predictions: pd.DataFrame, book: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Compounded gross and net equity of ``book``, and of holding the whole universe equally weighted."""
     rows = holding_rows(predictions["date"].to_numpy(), predictions["forward_return"].to_numpy(), horizon)
     universe = predictions.iloc[rows].groupby("date")["forward_return"].mean().reindex(book.index).fillna(0.0)
     return pd.DataFrame({
