@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench ui clean
+.PHONY: setup system-deps repro test bench ui clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed  ## fresh virtualenv with the pinned dependencies and sepflow itself
+
+# Debian/Ubuntu, as root: apt-get only when initdb is missing (tests find it as they do here).
+system-deps:  ## the PostgreSQL server the tracking-server tests start (skipped without it)
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server already installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	fi
 
 repro: setup  ## run the whole pipeline on the embedded default (the synthetic market)
 	dvc repro

@@ -164,6 +164,62 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_NOT_REPRODUCED if failed else 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import subprocess
+
+    from sepflow.experiment import RunRequest, load_plan
+    from sepflow.tracking.lineage import repo_root
+    from sepflow.tracking.runs import tracking_uri
+
+    root = repo_root()
+    request = RunRequest(symbols=args.symbols, families=args.families, targets=args.targets, features=args.features,
+                         top_n_targets=args.top_n_targets, top_m_features=args.top_m_features,
+                         n_splits=args.n_splits, embargo_days=args.embargo, fee_bps=args.fee_bps,
+                         slippage_bps=args.slippage_bps, seed=args.seed, name=args.name)
+    plan = load_plan(request, root)
+    if args.dry_run:
+        print(plan.shell())
+        return 0
+    # The stages call `sepflow`, so DVC must find this interpreter's scripts even in an unactivated venv.
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+    dvc = shutil.which("dvc", path=env["PATH"])
+    if dvc is None:
+        raise SepflowError("run: the dvc command is not installed (pip install -r requirements.txt)")
+    print(f"sepflow run: {plan.shell()}", flush=True)
+    # DVC's output streams through; its exit code is ours.
+    code = subprocess.run(plan.command(dvc), cwd=root, env=env, check=False).returncode
+    if code == 0:
+        which = plan.name or "<name>"
+        print(f"\ncompare: dvc exp show --only-changed   |   dvc exp diff {which}   |   "
+              f"restore: dvc exp apply {which}\nMLflow:  mlflow ui --backend-store-uri {tracking_uri(root)}")
+    return code
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from sepflow.config import load_params
+    from sepflow.features.dataset import DatasetBuilder
+    from sepflow.features.spec import feature_signature
+    from sepflow.io import read_json
+    from sepflow.stages.build_features import FEATURES, MANIFEST
+    from sepflow.stages.select_features import SELECTED_FEATURES
+    from sepflow.training.tune import check_tunable, format_search, tune_target
+
+    params = load_params(args.params)
+    check_tunable(args.family, params.train, args.trials)  # before any data is read
+    chosen = read_json(SELECTED_FEATURES)  # the train stage's inputs, as `dvc repro train@FAMILY` reads them
+    if args.target not in chosen:
+        raise SepflowError(f"tune: {SELECTED_FEATURES} selects no features for {args.target!r}; targets: {sorted(chosen)}")
+    ds = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features)).build(
+        args.target, chosen[args.target])
+    report = tune_target(args.family, args.target, ds, chosen[args.target], params.train, params.seed,
+                         workers=args.workers, n_trials=args.trials)
+    print(format_search(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sepflow",
@@ -245,6 +301,68 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_cmd.add_argument("run_id", help="the MLflow run id of a stage run")
     reproduce_cmd.add_argument("--keep-worktree", action="store_true", help="leave the worktree for inspection")
     reproduce_cmd.set_defaults(func=_cmd_reproduce)
+
+    tune_cmd = sub.add_parser(
+        "tune", help="run train@FAMILY's hyper-parameter search for one target in N processes sharing its study",
+        description="Fill the Optuna study train@FAMILY would fill for TARGET (same rows, folds, study name and "
+        "train.tuning.storage) using N worker processes; a following `dvc repro train@FAMILY` finds the trials "
+        "done and only fits the best. Several machines can share one study: point train.tuning.storage at a "
+        "PostgreSQL URL and run `sepflow tune` on each.",
+    )
+    tune_cmd.add_argument("--family", required=True, help="a tuned family: xgboost, lightgbm or random_forest")
+    tune_cmd.add_argument("--target", required=True, help="a selected target, e.g. dir_5d")
+    tune_cmd.add_argument("--workers", type=int, default=1, help="processes searching at once (default: 1)")
+    tune_cmd.add_argument("--trials", type=int,
+                          help="COMPLETE trials to reach (default: train.tuning.n_trials.FAMILY)")
+    tune_cmd.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    tune_cmd.set_defaults(func=_cmd_tune)
+
+    run_cmd = sub.add_parser(
+        "run", help="run the pipeline as one DVC experiment with a few settings changed (no DVC knowledge needed)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the pipeline (prices → universe → features → target ranking → feature selection → "
+        "training → walk-forward test) as a DVC experiment: each flag sets params.yaml keys for this run "
+        "(`dvc exp run -S ...`), the workspace's params.yaml keeps them afterwards, and DVC records them with "
+        "the results, so runs stay reproducible and comparable. Flags left out keep params.yaml's values; "
+        "stages whose inputs and settings did not change are not rerun.",
+        epilog="example:\n  sepflow run --targets dir_5d --features ret_5d ret_20d rsi_14 --families dummy xgboost "
+        "--seed 7 --name momentum-5d\n\nafterwards:\n  dvc exp show --only-changed    every experiment's settings "
+        "and metrics side by side\n  dvc exp apply NAME             bring an experiment's params and results back\n"
+        "  mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db   every stage run, model and plot",
+    )
+    run_cmd.add_argument("--symbols", nargs="+", metavar="TICKER",
+                         help="trade only these tickers (universe.symbols; the other universe filters still apply)")
+    run_cmd.add_argument("--families", nargs="+", metavar="FAMILY",
+                         help="model families to train and walk-forward test: dummy, random_forest, xgboost, "
+                         "lightgbm, lstm, plus ensemble to combine the listed ones (train.families). Only these "
+                         "families' stages run; ensemble also brings every member's model up to date. "
+                         "Default: every stage of the pipeline")
+    run_cmd.add_argument("--targets", nargs="+", metavar="TARGET",
+                         help="what to predict, e.g. dir_5d (up or down over 5 days), return_5d (the 5-day "
+                         "return), label3_5d (down/neutral/up); skips the target ranking (ranking.targets)")
+    run_cmd.add_argument("--features", nargs="+", metavar="FEATURE",
+                         help="fixed predictors for every --targets target, e.g. ret_20d rsi_14; skips the "
+                         "feature selection (replaces selection.manual; needs --targets)")
+    run_cmd.add_argument("--top-n-targets", type=int, metavar="N",
+                         help="keep the N most predictable targets from the ranking (ranking.top_n)")
+    run_cmd.add_argument("--top-m-features", type=int, metavar="M",
+                         help="keep the M features the model families agree on most, per target (selection.top_m)")
+    run_cmd.add_argument("--n-splits", type=int, metavar="K",
+                         help="purged cross-validation folds for ranking, selection and tuning (each n_splits)")
+    run_cmd.add_argument("--embargo", type=int, metavar="DAYS",
+                         help="trading days dropped after each test period so no label overlaps training rows; "
+                         "raised to a target's horizon when shorter (every embargo_days)")
+    run_cmd.add_argument("--fee-bps", type=float, metavar="X",
+                         help="trading fee per unit of turnover, in basis points, charged in net returns and "
+                         "net Sharpe (train.fee_bps; walk-forward uses it too)")
+    run_cmd.add_argument("--slippage-bps", type=float, metavar="Y",
+                         help="price slippage per unit of turnover, in basis points (train.slippage_bps)")
+    run_cmd.add_argument("--seed", type=int, metavar="S",
+                         help="seed of every model and search (seed); the synthetic market keeps its own "
+                         "synthetic.seed, because it is data, not model")
+    run_cmd.add_argument("--name", metavar="NAME", help="experiment name for dvc exp show / apply (default: DVC picks one)")
+    run_cmd.add_argument("--dry-run", action="store_true", help="print the dvc exp run command and run nothing")
+    run_cmd.set_defaults(func=_cmd_run)
     return parser
 
 

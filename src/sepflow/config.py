@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sepflow.errors import ConfigError
 from sepflow.features.spec import FeatureParams, TargetParams
-from sepflow.ranking.features import SelectionParams
-from sepflow.ranking.targets import RankingParams
+from sepflow.ranking.params import RankingParams, SelectionParams
 from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams

@@ -42,19 +42,3 @@ def test_repro_trains_and_registers_every_family(repo_copy: Callable, named_rese
     assert "Running stage 'train@xgboost'" in out and "Running stage 'train_ensemble'" in out
     for stage in ("rank_targets", "select_features", "train@lightgbm", "train@lstm", "build_features"):
         assert f"Running stage '{stage}'" not in out
-
-
-def test_nested_run_per_target(repo_copy: Callable, named_research: Callable) -> None:
-    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}, **named_research("dir_5d", "return_5d")})
-    repo.run("dvc", "repro", "train@xgboost")
-    (parent,) = repo.stage_runs("train@xgboost")
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo.root / 'mlflow.db'}")
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    targets = read_json(repo.root / "data/processed/selected_targets.json")["targets"]
-    assert sorted(r.data.tags["sepflow.target"] for r in children) == sorted(targets)
-    for child in children:
-        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert "feature_importance.png" in artifacts and "tuning" in artifacts
-        version = client.get_model_version_by_alias(f"xgboost-{child.data.tags['sepflow.target']}", "candidate")
-        assert version.run_id == child.info.run_id

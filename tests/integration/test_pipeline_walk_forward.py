@@ -1,11 +1,15 @@
 """`dvc repro walk_forward@FAMILY` on a tiny market: reports, DVC metrics/plots/params diffs,
-version tags read by the promotion gate, and experiments logging to the same MLflow database."""
+version tags read by the promotion gate, both notebooks executed on the run, and `sepflow run`
+experiments logging to the same MLflow database. One pipeline run serves all of it (CI time)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from sepflow.io import read_json, read_panel
@@ -14,8 +18,9 @@ from sepflow.training.walk_forward import PREDICTION_COLUMNS
 pytestmark = pytest.mark.slow
 
 
-def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_research: Callable) -> None:
-    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}, **named_research("dir_5d", "return_5d")})
+def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_research: Callable,
+                                                   execute_notebook: Callable) -> None:
+    repo = repo_copy({"train": {"families": ["dummy", "xgboost"]}, **named_research("return_5d", "dir_5d")})
     repo.run("dvc", "repro", "walk_forward@xgboost", "walk_forward@dummy")
     root = repo.root
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]
@@ -36,6 +41,14 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
         version = client.get_model_version_by_alias(f"xgboost-{target}", "candidate")
         assert float(version.tags["sepflow.wf.rank_ic"]) == pytest.approx(overall["rank_ic"])
         assert version.tags["sepflow.wf.run_id"] == report["mlflow_run_id"]
+    # train@xgboost: one nested run per target, each registering its model version.
+    (parent,) = repo.stage_runs("train@xgboost")
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["sepflow.target"] for r in children) == sorted(targets)
+    for child in children:
+        assert {"feature_importance.png", "tuning"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+        version = client.get_model_version_by_alias(f"xgboost-{child.data.tags['sepflow.target']}", "candidate")
+        assert version.run_id == child.info.run_id
     (run,) = repo.stage_runs("walk_forward@xgboost")
     assert run.info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "walk_forward")}
@@ -46,6 +59,8 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
     assert "reports/walk_forward/xgboost/metrics.json" in metrics
     repo.run("dvc", "plots", "show", "-o", str(root / "plots_html"))
     assert (root / "plots_html" / "index.html").exists()
+
+    _check_notebooks(root, repo.run("git", "rev-parse", "HEAD").stdout.strip()[:8], targets, execute_notebook)
 
     # Another test length: DVC's diffs across two commits show the walk-forward numbers.
     repo.commit("first walk-forward")
@@ -60,7 +75,45 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
     repo.run("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(root / "plots_diff"))
     assert (root / "plots_diff" / "index.html").exists()
 
-    # An experiment logs to the same database as a plain `dvc repro`.
-    before = len(repo.stage_runs("walk_forward@xgboost"))
-    repo.run("dvc", "exp", "run", "-S", "walk_forward.max_folds=1", "walk_forward@xgboost")
-    assert len(repo.stage_runs("walk_forward@xgboost")) == before + 1
+    # `sepflow run`: a named experiment (dvc exp run -S ...) logging to the same database as `dvc repro`.
+    before = len(repo.stage_runs("walk_forward@dummy"))
+    done = repo.run("sepflow", "run", "--families", "dummy", "--seed", "7", "--name", "tiny-exp")
+    assert "dvc exp show" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    # The seed changed: the stages that read it rerun, for the asked family only.
+    assert ran == {"rank_targets", "select_features", "train@dummy", "walk_forward@dummy"}
+    assert len(repo.stage_runs("walk_forward@dummy")) == before + 1
+    params = yaml.safe_load((root / "params.yaml").read_text())  # dvc exp run works in the workspace
+    assert params["seed"] == 7 and params["synthetic"]["seed"] == 42 and params["train"]["families"] == ["dummy"]
+    shown = json.loads(repo.run("dvc", "exp", "show", "--json").stdout)
+    (exp,) = [e for row in shown for e in (row.get("experiments") or []) if e.get("name") == "tiny-exp"]
+    (revision,) = exp["revs"]
+    assert revision["data"]["params"]["params.yaml"]["data"]["seed"] == 7
+    assert "reports/walk_forward/dummy/metrics.json" in revision["data"]["metrics"]
+
+
+def _check_notebooks(root: Path, commit: str, targets: list[str], execute_notebook: Callable) -> None:
+    """Both notebooks run on this pipeline run, and every section found its inputs."""
+    explore, figures, printed = execute_notebook(root, "01_explore_data")
+    assert "not found" not in printed
+    manifest = read_json(root / "data/processed/features_manifest.json")
+    assert explore["target"] == targets[0] and explore["tickers"] == explore["coverage"] == manifest["n_tickers"]
+    assert explore["days"] > 0 and explore["returns"] == ["daily (closeadj)", "return_1d (forward)",
+                                                          "return_5d (forward)"]
+    assert explore["feature_ic"] == sorted(manifest["feature_names"])
+    selected = read_json(root / "data/processed/selected_features.json")[targets[0]]
+    assert explore["shown"] == explore["importance"] == selected
+    assert explore["rankings"] == targets
+    assert figures == 5  # universe, returns, feature histograms, rank IC bars, rolling rank IC
+
+    compare, figures, printed = execute_notebook(root, "02_compare_runs")
+    assert "yet" not in printed and "no equity curves" not in printed
+    assert {"train@dummy", "train@xgboost", "walk_forward@dummy", "walk_forward@xgboost"} <= set(compare["stages"])
+    expected = sorted([family, target, commit] for family in ("dummy", "xgboost") for target in targets)
+    assert compare["train"] == compare["walk_forward"] == expected
+    assert set(compare["net_sharpe"]) == {"xgboost"}  # the dummy's constant book has no Sharpe
+    # Families walked here have this run's curve (other families' files may be git-tracked leftovers).
+    assert compare["curves"]["dummy"] == compare["curves"]["xgboost"] == commit
+    assert compare["models"] == sorted([f"{family}-{target}", "candidate"] for family in ("dummy", "xgboost")
+                                       for target in targets)
+    assert figures == len(targets) + 1  # metrics by commit (one per target), equity curves

@@ -107,6 +107,27 @@ def test_two_fits_with_one_seed_agree_within_the_measured_bound(panel, learned: 
     assert difference <= DETERMINISM_BOUND
 
 
+def test_a_kept_trainer_fits_exactly_like_a_fresh_network(panel, fast_params, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reusing a compiled network (reset weights and optimiser) is the same fit as a fresh one,
+    whatever the kept network trained on before."""
+    from sepflow.models import _keras_net
+
+    monkeypatch.setattr(_keras_net, "_TRAINERS", {})
+    X, y = panel.part("classification", "train")
+    X_test = panel.X[panel.test]
+
+    def fit(seed: int, rows: slice) -> np.ndarray:
+        model = make_model("lstm", "classification", **{**fast_params["lstm"], "random_state": seed})
+        return model.fit(X.iloc[rows], y.iloc[rows], eval_set=panel.part("classification", "val")).predict_proba(X_test)
+
+    fresh = fit(1, slice(None))
+    (trainer, _), = _keras_net._TRAINERS.values()
+    fit(2, slice(0, len(X) // 2))  # another fit moves the kept network's weights and Adam state
+    reused = fit(1, slice(None))
+    assert next(iter(_keras_net._TRAINERS.values()))[0] is trainer
+    np.testing.assert_array_equal(reused, fresh)
+
+
 def test_with_context_prepends_only_earlier_rows_of_the_same_tickers(panel) -> None:
     X_new = panel.X[panel.test].drop(index="TK5", level="ticker")
     combined, is_new = with_context(panel.X[~panel.test], X_new, 4)

@@ -219,11 +219,12 @@ def test_reproduce_an_earlier_run_exactly(repo_copy: Callable, named_research: C
     # Refusals: one line each, exit 2.
     dirty = repo.run("sepflow", "reproduce", second.info.run_id, check=False)
     assert dirty.returncode == 2 and dirty.stderr.count("\n") == 1 and "came from a dirty tree" in dirty.stderr
-    # Input data gone from the cache (no remote configured): refused, naming it and its stage.
+    # Input data gone from the cache and never pushed to the default remote: refused, naming it and its stage.
     path = "data/processed/selected_features.json"
     obj = _cache_object(repo.root, first.data.tags[f"sepflow.input_md5.{path}"])
     obj.unlink()
     missing = repo.run("sepflow", "reproduce", first.info.run_id, check=False)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
     assert f"{path} (md5 " in missing.stderr and "`dvc repro select_features`" in missing.stderr
+    assert "nor on DVC remote 'local'" in missing.stderr
     assert len(repo.run("git", "worktree", "list").stdout.splitlines()) == 1  # removed after the refusal too

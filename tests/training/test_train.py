@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sepflow.evaluation.metrics import classification_metrics
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.ranking.targets import panel_frame
 from sepflow.training import train as train_module
+from sepflow.training import tune as tune_module
 from sepflow.training.artifacts import (
     ARTIFACTS,
     calibrator_from_json,
@@ -115,6 +117,25 @@ def test_ensemble_weights_its_members(trained) -> None:
         assert record["members"] == FAMILIES[:-1] and record["skipped"] == {}
         assert sum(record["weights"].values()) == pytest.approx(1.0)
         assert min(record["weights"].values()) >= 0
+
+
+def test_ensemble_reuses_saved_member_outputs_exactly(trained, builder, features, fast_params, tmp_path) -> None:
+    """Members' saved segment outputs stand in for predicting afresh: same weights, same metrics."""
+    for target in TARGETS:
+        ds = builder.build(target, features)
+        member_dirs = {}
+        for family in FAMILIES[:-1]:
+            copy = shutil.copytree(trained[family, target].out_dir, tmp_path / target / family)
+            (copy / "segment_outputs.parquet").unlink()  # forces the members to predict again
+            member_dirs[family] = copy
+        fresh = train_family("ensemble", target, ds, features, fast_params, 7, asof=ASOF,
+                             out_dir=tmp_path / target / "ensemble", optuna_storage=None,
+                             forward_returns=forward_returns_for(builder, ds), member_dirs=member_dirs)
+        cached = trained["ensemble", target]
+        assert fresh.metadata["ensemble"] == cached.metadata["ensemble"]
+        assert fresh.metrics == cached.metrics
+        assert (pd.read_parquet(fresh.out_dir / "segment_outputs.parquet")
+                .equals(pd.read_parquet(cached.out_dir / "segment_outputs.parquet")))
 
 
 @pytest.mark.parametrize("family", ["xgboost", "lstm", "ensemble"])
@@ -233,7 +254,7 @@ def test_interrupted_tuning_resumes_to_n_trials(
     params = fast_params.model_copy(
         update={"tuning": fast_params.tuning.model_copy(update={"n_trials": {"xgboost": 4}})})
     ds = builder.build("dir_5d", features)
-    real_tune = train_module.tune
+    real_tune = tune_module.tune
 
     def stop_after_two(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.number + 1 >= 2:
@@ -243,12 +264,12 @@ def test_interrupted_tuning_resumes_to_n_trials(
         return train_family("xgboost", "dir_5d", ds, features, params, 3, asof=ASOF,
                             out_dir=tmp_path / out / "xgboost" / "dir_5d", optuna_storage=storage, **kwargs)
 
-    monkeypatch.setattr(train_module, "tune", lambda *a, **k: real_tune(*a, **k, callbacks=[stop_after_two]))
+    monkeypatch.setattr(tune_module, "tune", lambda *a, **k: real_tune(*a, **{**k, "callbacks": [stop_after_two]}))
     with pytest.raises(Interrupted):
         train("first")
     assert not (tmp_path / "first" / "xgboost" / "dir_5d").exists(), "an interrupted run writes nothing"
     assert len(optuna.load_study(study_name="xgboost-dir_5d", storage=storage).trials) == 2
-    monkeypatch.setattr(train_module, "tune", real_tune)
+    monkeypatch.setattr(tune_module, "tune", real_tune)
     result = train("second")
     study = optuna.load_study(study_name="xgboost-dir_5d", storage=storage)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]

@@ -8,14 +8,13 @@ byte-identical output.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 
+from sepflow.distributed import dask_client
 from sepflow.features.indicators import add_cross_sectional, build_features
-from sepflow.features.spec import DaskParams, FeatureParams
+from sepflow.features.spec import FeatureParams
+from sepflow.progress import progress
 
 
 def ticker_partitions(sep: pd.DataFrame, n_parts: int) -> list[pd.DataFrame]:
@@ -28,32 +27,19 @@ def ticker_partitions(sep: pd.DataFrame, n_parts: int) -> list[pd.DataFrame]:
     return [sep.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-@contextlib.contextmanager
-def dask_client(params: DaskParams) -> Iterator[object]:
-    """A client on the configured scheduler, or on a LocalCluster closed on exit."""
-    from distributed import (  # imported only when the dask engine is used
-        Client,
-        LocalCluster,
-    )
-
-    if params.scheduler:
-        with Client(params.scheduler) as client:
-            yield client
-        return
-    with LocalCluster(n_workers=params.n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
-
 def compute_features(sep: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
     """``build_features`` on the configured engine."""
     if params.engine == "local":
         return build_features(sep, params)
+    from distributed import as_completed
+
     with dask_client(params.dask) as client:
         n_workers = max(1, len(client.scheduler_info()["workers"]))
         parts = ticker_partitions(sep, n_workers * params.dask.partitions_per_worker)
         futures = client.map(build_features, client.scatter(parts), params=params, cross_sectional=False,
                              pure=False)
+        for _ in progress(as_completed(futures), desc="features", total=len(futures), unit="part"):
+            pass  # the bar advances as partitions finish; gather keeps their order
         frames = client.gather(futures)
     frame = pd.concat(frames, ignore_index=True)
     return add_cross_sectional(frame, params)

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sepflow.distributed import DaskParams  # shared with train.engine: dask
+
 # Bump whenever a formula in indicators.py or targets.py changes meaning or numerics, so
 # a features file built by older code no longer matches the signature a stage expects.
 FEATURE_CODE_VERSION = "1"
@@ -75,14 +77,6 @@ class WeeklyParams(_Params):
     @classmethod
     def _windows(cls, windows: list[int]) -> list[int]:
         return _check_windows(windows, 1, "weekly windows")
-
-
-class DaskParams(_Params):
-    """Where ``features.engine: dask`` runs: a scheduler address, or a LocalCluster of this size."""
-
-    scheduler: str | None = None
-    n_workers: int = Field(2, ge=1)
-    partitions_per_worker: int = Field(2, ge=1)
 
 
 class FeatureParams(_Params):

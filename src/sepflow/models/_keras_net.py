@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 # Keras 3 reads its backend once, at first import; sepflow's LSTM is written for TensorFlow.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -21,8 +23,10 @@ import tensorflow as tf
 
 __all__ = [
     "WindowBatches", "build_network", "early_stopping", "load_network", "predict_windows", "save_network",
-    "seed_everything",
+    "seed_everything", "train_network",
 ]
+
+T = TypeVar("T")
 
 # Fixed chunk size for prediction, so outputs never depend on a batch_size param.
 PREDICT_CHUNK = 2048
@@ -56,6 +60,41 @@ def build_network(
     # differently from the graph a loaded model runs, which would break exact round trips.
     network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, jit_compile=False)
     return network
+
+
+# Compiled networks kept for training, by architecture and optimiser settings. Tracing a fresh
+# network's train and validation functions costs seconds per fit, more than a small fit itself
+# (walk-forward fits one per fold); a kept network is reset to the new fit's starting state.
+_TRAINERS: dict[tuple[object, ...], tuple[keras.Model, list[np.ndarray]]] = {}
+_MAX_TRAINERS = 3
+
+
+def train_network(network: keras.Model, spec: dict[str, object], fit: Callable[[keras.Model], T]) -> T:
+    """Run ``fit(trainer)`` on a compiled network that starts exactly where ``network`` (freshly
+    built from ``spec``) starts, then copy the trained weights into ``network``.
+
+    The trainer is a kept network of the same ``spec`` (built the first time) whose weights and
+    optimiser state are reset to ``network``'s and a new optimiser's first, so the fit is the same
+    computation as on a fresh network (the tests check equal predictions). Networks with dropout
+    are trained as they are: their random state lives in the layers. ``network`` itself is never
+    compiled into a train function, so a model keeps no link to the kept trainer.
+    """
+    if spec.get("dropout"):
+        return fit(network)
+    key = tuple(sorted(spec.items()))
+    if key not in _TRAINERS:
+        if len(_TRAINERS) >= _MAX_TRAINERS:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
+        trainer = build_network(**spec)  # type: ignore[arg-type]
+        trainer.optimizer.build(trainer.trainable_variables)
+        _TRAINERS[key] = (trainer, [keras.ops.convert_to_numpy(v) for v in trainer.optimizer.variables])
+    trainer, optimizer_start = _TRAINERS[key]
+    trainer.set_weights(network.get_weights())
+    for variable, start in zip(trainer.optimizer.variables, optimizer_start, strict=True):
+        variable.assign(start)
+    result = fit(trainer)
+    network.set_weights(trainer.get_weights())
+    return result
 
 
 def save_network(network: keras.Model, file: Path) -> None:

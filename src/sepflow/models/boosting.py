@@ -8,10 +8,20 @@ scikit-learn wrappers) because the native booster is what is saved and loaded ba
 
 Saved files hold only the iterations kept by early stopping, so the native file alone
 predicts what the adapter predicts (useful when MLflow's xgboost/lightgbm flavour loads it).
+
+Inside ``sepflow.distributed.dask_session`` (``train.engine: dask``) a fit runs on the cluster:
+the rows are spread over the workers, ``xgboost.dask`` / ``lightgbm.dask`` train one model
+together, and the result is the same local booster, so saving, loading, prediction and
+calibration do not change. XGBoost stops early on the cluster (its validation metric is
+reduced over the workers). LightGBM's Dask interface cannot stop early (each worker would judge
+its own validation rows and stop on its own), so it trains every round and the best round is
+then chosen from the validation rows here, by the rule ``lightgbm.early_stopping`` applies.
+Histograms built from partitioned rows make a cluster fit close to a local one, not identical.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +29,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from scipy.special import expit, log_softmax
 
+from sepflow.distributed import DaskSession, current_session
 from sepflow.errors import ConfigError
 from sepflow.models.base import SepflowModel, TaskKind
 
@@ -55,9 +67,9 @@ class GradientBoostingModel(SepflowModel):
 
     def _train(
         self, params: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
-        validation: tuple[np.ndarray, np.ndarray] | None,
+        validation: tuple[np.ndarray, np.ndarray] | None, session: DaskSession | None,
     ) -> tuple[Any, int]:
-        """Train a booster; return it and the number of rounds to predict with."""
+        """Train a booster (here, or on ``session``'s cluster); return it and the rounds to predict with."""
         raise NotImplementedError
 
     def _raw_predict(self, features: np.ndarray) -> np.ndarray:
@@ -104,7 +116,7 @@ class GradientBoostingModel(SepflowModel):
             params["scale_pos_weight"] = self.scale_pos_weight_
         stopping = eval_set is not None and self.early_stopping_rounds is not None
         validation = (self._matrix(eval_set[0]), eval_set[1]) if stopping else None
-        self.booster_, self.n_iterations_ = self._train(params, (self._matrix(X), y), validation)
+        self.booster_, self.n_iterations_ = self._train(params, (self._matrix(X), y), validation, current_session())
 
     def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
         raw = np.asarray(self._raw_predict(self._matrix(X)), dtype=np.float64)
@@ -202,16 +214,27 @@ class XGBoostModel(GradientBoostingModel):
 
     def _train(
         self, params: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
-        validation: tuple[np.ndarray, np.ndarray] | None,
+        validation: tuple[np.ndarray, np.ndarray] | None, session: DaskSession | None,
     ) -> tuple[Any, int]:
         names = list(self.feature_names_in_)
-        dtrain = xgb.DMatrix(train[0], label=train[1], feature_names=names, nthread=self.n_jobs)
+        if session is None:
+            def matrix(X: np.ndarray, y: np.ndarray) -> Any:
+                return xgb.DMatrix(X, label=y, feature_names=names, nthread=self.n_jobs)
+            run = xgb.train
+        else:
+            from xgboost import dask as dxgb  # the cluster path only
+
+            def matrix(X: np.ndarray, y: np.ndarray) -> Any:
+                return dxgb.DaskDMatrix(session.client, *session.spread(X, y), feature_names=names)
+
+            def run(*args: Any, **kwargs: Any) -> xgb.Booster:
+                return dxgb.train(session.client, *args, **kwargs)["booster"]
+        dtrain = matrix(*train)
         if validation is None:
-            booster = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
+            booster = run(params, dtrain, num_boost_round=int(self.n_estimators))
             return booster, booster.num_boosted_rounds()
-        dval = xgb.DMatrix(validation[0], label=validation[1], feature_names=names, nthread=self.n_jobs)
-        booster = xgb.train(
-            params, dtrain, num_boost_round=int(self.n_estimators), evals=[(dval, "validation")],
+        booster = run(
+            params, dtrain, num_boost_round=int(self.n_estimators), evals=[(matrix(*validation), "validation")],
             early_stopping_rounds=int(self.early_stopping_rounds), verbose_eval=False,
         )
         return booster, booster.best_iteration + 1
@@ -305,8 +328,10 @@ class LightGBMModel(GradientBoostingModel):
 
     def _train(
         self, params: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
-        validation: tuple[np.ndarray, np.ndarray] | None,
+        validation: tuple[np.ndarray, np.ndarray] | None, session: DaskSession | None,
     ) -> tuple[Any, int]:
+        if session is not None:
+            return self._train_on_cluster(params, train, validation, session)
         names = list(self.feature_names_in_)
         dtrain = lgb.Dataset(train[0], label=train[1], feature_name=names)
         if validation is None:
@@ -319,6 +344,27 @@ class LightGBMModel(GradientBoostingModel):
             callbacks=[lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)],
         )
         return booster, booster.best_iteration
+
+    def _train_on_cluster(
+        self, params: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray] | None, session: DaskSession,
+    ) -> tuple[Any, int]:
+        """Every round through ``lightgbm.dask``, then the round early stopping would have kept."""
+        from lightgbm import dask as dlgb  # the cluster path only
+
+        # The regressor wrapper passes labels through as given (codes 0..K-1) with our objective
+        # and num_class; the classifier would re-encode labels per worker, from that worker's rows.
+        # lightgbm.dask sets each worker's threads itself.
+        native = {key: value for key, value in params.items() if key != "num_threads"}
+        estimator = dlgb.DaskLGBMRegressor(n_estimators=int(self.n_estimators), **native)
+        X, y = session.spread(*train)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Parameter .* will be ignored")
+            estimator.fit(X, y, feature_name=list(self.feature_names_in_))
+        booster = estimator.to_local().booster_
+        if validation is None:
+            return booster, booster.current_iteration()
+        return booster, _early_stopping_round(booster, validation, self.task, int(self.early_stopping_rounds))
 
     def _raw_predict(self, features: np.ndarray) -> np.ndarray:
         return self.booster_.predict(features, num_iteration=self.n_iterations_, num_threads=self.n_jobs)
@@ -336,3 +382,31 @@ class LightGBMModel(GradientBoostingModel):
 
     def _read_booster(self, file: Path) -> Any:
         return lgb.Booster(model_file=file)
+
+
+def _early_stopping_round(booster: lgb.Booster, validation: tuple[np.ndarray, np.ndarray], task: str,
+                          stopping_rounds: int) -> int:
+    """The rounds ``lightgbm.early_stopping(stopping_rounds)`` would keep, from the validation loss per round.
+
+    The loss is the objective's own metric (binary / multi logloss, l2); a round counts as better
+    only when strictly lower, and the search ends ``stopping_rounds`` rounds after the best.
+    """
+    X_val, y_val = validation
+    codes = np.asarray(y_val).astype(int) if task != "regression" else None
+    raw = 0.0
+    best_loss, best_round = np.inf, 0
+    for round_ in range(booster.current_iteration()):
+        # Raw scores add up over rounds (the first round holds the starting average).
+        raw = raw + booster.predict(X_val, start_iteration=round_, num_iteration=1, raw_score=True)
+        if task == "classification":
+            p = np.clip(expit(raw), 1e-15, 1 - 1e-15)
+            loss = -np.mean(codes * np.log(p) + (1 - codes) * np.log1p(-p))
+        elif task == "multiclass":
+            loss = -np.mean(np.maximum(log_softmax(raw, axis=1)[np.arange(len(codes)), codes], np.log(1e-15)))
+        else:
+            loss = float(np.mean((np.asarray(y_val, dtype=np.float64) - raw) ** 2))
+        if loss < best_loss:
+            best_loss, best_round = loss, round_
+        elif round_ - best_round >= stopping_rounds:
+            break
+    return best_round + 1

@@ -65,21 +65,48 @@ class EnsembleModel(SepflowModel):
 
         Multiclass: columns ``(member, class)``, one per class probability.
         """
+        self._check_members()  # a misconfigured ensemble is refused before any member predicts
+        return self.predictions_frame(self.member_outputs(X), X.index)
+
+    def member_outputs(self, X: pd.DataFrame, *, only_weighted: bool = False) -> dict[str, np.ndarray]:
+        """Each member's output on ``X``: probabilities (classifiers) or predictions (regression).
+
+        ``only_weighted`` skips members whose fitted weight is 0: they cannot change the average.
+        """
+        return {
+            name: self._output(member, X[list(member.feature_names_in_)])
+            for name, member in self.members.items()
+            if not (only_weighted and self.weights_[name] == 0.0)
+        }
+
+    def predictions_frame(self, outputs: Mapping[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+        """``member_predictions``' frame from the members' outputs (e.g. outputs saved when they were trained)."""
         self._check_members()
         columns: dict[Any, np.ndarray] = {}
-        for name, member in self.members.items():
-            features = X[list(member.feature_names_in_)]
+        for name in self.members:
+            output = outputs[name]
             if self.task == "regression":
-                columns[name] = member.predict(features)
+                columns[name] = output
             elif self.task == "classification":
-                columns[name] = member.predict_proba(features)[:, 1]
+                columns[name] = output[:, 1]
             else:
-                proba = member.predict_proba(features)
-                columns.update({(name, label): proba[:, k] for k, label in enumerate(self.classes_)})
-        frame = pd.DataFrame(columns, index=X.index)
+                columns.update({(name, label): output[:, k] for k, label in enumerate(self.classes_)})
+        frame = pd.DataFrame(columns, index=index)
         if self.task == "multiclass":
             frame.columns = pd.MultiIndex.from_tuples(list(columns), names=["member", "class"])
         return frame
+
+    def combine(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The weighted average of the members' outputs: exactly what ``predict_proba``/``predict`` return."""
+        check_is_fitted(self, "weights_")
+        total: np.ndarray | None = None
+        for name in self.members:
+            weight = self.weights_[name]
+            if weight == 0.0:
+                continue
+            total = weight * outputs[name] if total is None else total + weight * outputs[name]
+        assert total is not None  # weights sum to 1, so at least one is positive
+        return total
 
     def fit_weights(self, predictions_val: pd.DataFrame, y_val: Any) -> Self:
         """Fit non-negative weights summing to 1 from validation predictions (see ``member_predictions``)."""
@@ -141,16 +168,10 @@ class EnsembleModel(SepflowModel):
 
     def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "weights_")
-        total: np.ndarray | None = None
-        for name, member in self.members.items():
-            weight = self.weights_[name]
-            if weight == 0.0:
-                continue  # a zero-weight member cannot change the average; skip its cost
-            features = X[list(member.feature_names_in_)]
-            output = member.predict(features) if self.task == "regression" else member.predict_proba(features)
-            total = weight * output if total is None else total + weight * output
-        assert total is not None  # weights sum to 1, so at least one is positive
-        return total
+        return self.combine(self.member_outputs(X, only_weighted=True))
+
+    def _output(self, member: SepflowModel, X: pd.DataFrame) -> np.ndarray:
+        return member.predict(X) if self.task == "regression" else member.predict_proba(X)
 
     def _json_params(self) -> dict[str, Any]:
         return {"members": list(self.members), "task": self.task, "alpha": self.alpha}

@@ -38,6 +38,7 @@ import pandas as pd
 
 from sepflow.errors import ConfigError, DataValidationError
 from sepflow.models.base import SepflowModel, TaskKind
+from sepflow.progress import epoch_callbacks
 
 __all__ = ["LSTMModel", "TickerScaler", "sequence_windows", "ticker_blocks", "with_context"]
 
@@ -258,17 +259,19 @@ class LSTMModel(SepflowModel):
             "multiclass": ("softmax", "sparse_categorical_crossentropy"),
             "regression": ("linear", "mean_squared_error"),
         }[self.task]
-        self.network_ = net.build_network(
-            sequence_length=int(self.sequence_length), n_features=self.n_features_in_,
-            units1=int(self.units1), units2=int(self.units2), dropout=float(self.dropout),
-            n_outputs=len(self.classes_) if self.task == "multiclass" else 1,
-            activation=activation, loss=loss, learning_rate=float(self.learning_rate),
-        )
+        spec = {
+            "sequence_length": int(self.sequence_length), "n_features": self.n_features_in_,
+            "units1": int(self.units1), "units2": int(self.units2), "dropout": float(self.dropout),
+            "n_outputs": len(self.classes_) if self.task == "multiclass" else 1,
+            "activation": activation, "loss": loss, "learning_rate": float(self.learning_rate),
+        }
+        self.network_ = net.build_network(**spec)  # the seeded initial weights
         with net.on_device(self.device):
-            history = self.network_.fit(
-                train, validation_data=validation, epochs=int(self.epochs), callbacks=callbacks,
+            history = net.train_network(self.network_, spec, lambda trainer: trainer.fit(
+                train, validation_data=validation, epochs=int(self.epochs),
+                callbacks=[*callbacks, *epoch_callbacks(int(self.epochs), desc=f"lstm {self.task}")],
                 verbose=self.verbose, shuffle=False,
-            )
+            ))
         self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
         monitored = self.history_.get("val_loss") or self.history_["loss"]
         self.best_epoch_ = int(np.argmin(monitored)) + 1 if eval_set is not None else len(monitored)

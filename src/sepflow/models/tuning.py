@@ -3,7 +3,9 @@
 A study lives in ``storage`` (an SQLAlchemy URL such as ``sqlite:////abs/path/optuna.db``,
 or a shared database for parallel workers) under ``study_name``; calling ``tune`` again with
 the same name resumes it and runs only the trials still missing from ``n_trials`` COMPLETE
-trials. Trials of a killed process are marked FAIL once their heartbeat goes stale.
+trials. Trials of a killed process are marked FAIL once their heartbeat goes stale. Several
+processes may search one stored study at once (``sepflow.training.tune``): the storage numbers
+their trials, and each process samples with its own seed (``worker``).
 
 Inside the search no eval_set is given, so boosters train exactly ``n_estimators`` rounds:
 early stopping on the scored fold would select on the very rows being scored.
@@ -24,8 +26,9 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sepflow.errors import ConfigError
 from sepflow.evaluation.metrics import information_coefficients, regression_metrics
 from sepflow.models.base import SepflowModel, TaskKind, make_model
+from sepflow.progress import progress, trial_callback
 
-__all__ = ["SCORINGS", "TUNABLE", "search_space", "trials_frame", "tune"]
+__all__ = ["SCORINGS", "TUNABLE", "rdb_storage", "search_space", "trials_frame", "tune"]
 
 TUNABLE = ("xgboost", "lightgbm", "random_forest")
 
@@ -38,6 +41,16 @@ SCORINGS: dict[str, tuple[str, ...]] = {
 # Seconds between a running trial's heartbeats, and silence after which it counts as dead.
 HEARTBEAT_INTERVAL = 30
 GRACE_PERIOD = 120
+# Seconds an SQLite writer waits for another process's lock before failing (parallel workers).
+SQLITE_TIMEOUT = 60
+# Sampler seeds of parallel workers lie this far apart, so no two draw the same start-up points.
+WORKER_SEED_STRIDE = 100_003
+
+
+def rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """Optuna's database storage at ``url``; SQLite waits ``SQLITE_TIMEOUT`` s for a lock instead of failing."""
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}} if url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
 def search_space(
@@ -105,17 +118,18 @@ def _score(
     return float(roc_auc_score(y, proba, multi_class="ovr", labels=classes))
 
 
-def _open_study(storage: str | None, study_name: str, seed: int) -> optuna.Study:
-    backend = None if storage is None else optuna.storages.RDBStorage(
+def _open_study(storage: str | None, study_name: str, seed: int, worker: int = 0) -> optuna.Study:
+    backend = None if storage is None else rdb_storage(
         storage, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
     )
     study = optuna.create_study(
         storage=backend, study_name=study_name, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True,
     )
-    if study.trials:
-        # A resumed sampler seeded as before would redraw the first run's start-up points.
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    if study.trials or worker:
+        # A resumed sampler seeded as before would redraw the first run's start-up points, and
+        # parallel workers seeded alike would draw the same ones.
+        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials) + WORKER_SEED_STRIDE * worker)
     return study
 
 
@@ -135,6 +149,8 @@ def tune(
     fixed_params: Mapping[str, Any] | None = None,
     n_estimators_range: tuple[int, int] = (100, 1000),
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    worker: int = 0,
+    max_new_trials: int | None = None,
 ) -> tuple[dict[str, Any], optuna.Study]:
     """Search ``family``'s space; each trial scores the mean over ``cv.split(X, y, groups)`` folds.
 
@@ -145,6 +161,8 @@ def tune(
     ``fixed_params`` (e.g. ``n_jobs``) are passed to every model; ``random_state`` defaults to
     ``seed``. Returns the parameters to build the best model with (fixed params included;
     ``make_model(family, task, **best_params)``) and the study.
+    ``worker`` (0, 1, ...) offsets the sampler's seed for one of several processes sharing the
+    study; ``max_new_trials`` caps the trials this call runs (its share of the missing ones).
     """
     if scoring not in SCORINGS.get(task, ()):
         raise ConfigError(
@@ -167,11 +185,14 @@ def tune(
         # An undefined fold score (e.g. one class in a fold) makes the trial FAIL, not win.
         return float(np.mean(scores)) if all(math.isfinite(s) for s in scores) else float("nan")
 
-    study = _open_study(storage, study_name, seed)
+    study = _open_study(storage, study_name, seed, worker)
     completed = sum(t.state == TrialState.COMPLETE for t in study.trials)
     remaining = int(n_trials) - completed
+    if max_new_trials is not None:
+        remaining = min(remaining, int(max_new_trials))
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, callbacks=list(callbacks))
+        with progress(desc=f"tuning {family}", total=remaining, unit="trial") as bar:
+            study.optimize(objective, n_trials=remaining, callbacks=[*callbacks, trial_callback(bar)])
     if not any(t.state == TrialState.COMPLETE for t in study.trials):
         raise ConfigError(f"tuning: study {study_name!r} has no completed trial (every fold score undefined?)")
     return {**fixed, **study.best_params}, study

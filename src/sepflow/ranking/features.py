@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from pydantic import BaseModel, ConfigDict, Field
+from joblib import delayed
 from scipy.stats import spearmanr
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import make_scorer
@@ -32,27 +31,12 @@ from sklearn.metrics import make_scorer
 from sepflow.errors import SepflowError
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.models.base import make_model
+from sepflow.progress import parallel_map
+from sepflow.ranking.params import SelectionParams
 from sepflow.ranking.targets import QUICK_MODELS, panel_frame, sample_rows
 from sepflow.validation.splits import PurgedKFold
 
 log = logging.getLogger(__name__)
-
-
-class SelectionParams(BaseModel):
-    """``params.yaml: selection``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    families: list[str] = Field(default_factory=lambda: ["lightgbm", "xgboost", "random_forest"])
-    top_m: int = Field(15, ge=1)
-    require_min_models: int = Field(2, ge=1)
-    n_splits: int = Field(3, ge=2)
-    embargo_days: int = Field(5, ge=0)
-    max_samples_per_symbol: int = Field(400, ge=10)
-    permutation_repeats: int = Field(2, ge=1)
-    permutation_rows: int = Field(2000, ge=100)  # held-out rows scored per fold for permutation
-    manual: dict[str, list[str]] = Field(default_factory=dict)  # target → features: bypasses selection
-    n_jobs: int = Field(2, ge=1)
 
 
 def _rank_ic(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -156,7 +140,8 @@ def select_features(builder: DatasetBuilder, targets: list[str], params: Selecti
         X, y, groups = panel_frame(ds, sample_rows(ds.tickers, params.max_samples_per_symbol))
         cv = PurgedKFold(params.n_splits, embargo_days=max(params.embargo_days, int(spec["horizon"])))
         jobs += [(target, (family, spec["kind"], X, y, groups, cv, params, seed)) for family in params.families]
-    results = Parallel(n_jobs=params.n_jobs)(delayed(family_importance)(*args) for _, args in jobs)
+    results = parallel_map([delayed(family_importance)(*args) for _, args in jobs], n_jobs=params.n_jobs,
+                           desc="select_features", unit="fit")
 
     by_target: dict[str, list[FamilyImportance]] = {}
     for (target, _), result in zip(jobs, results, strict=True):

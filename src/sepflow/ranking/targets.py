@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from pydantic import BaseModel, ConfigDict, Field
+from joblib import delayed
 from sklearn.metrics import balanced_accuracy_score
 
 from sepflow.errors import SepflowError
@@ -33,6 +32,8 @@ from sepflow.evaluation.metrics import information_coefficients, mean_daily_auc
 from sepflow.features.dataset import Dataset, DatasetBuilder
 from sepflow.features.targets import LABEL3_CLASSES
 from sepflow.models.base import make_model
+from sepflow.progress import parallel_map
+from sepflow.ranking.params import RankingParams
 from sepflow.validation.splits import PurgedKFold
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,6 @@ QUICK_MODELS: dict[str, dict[str, object]] = {
     "random_forest": {"n_estimators": 50, "max_depth": 6, "min_samples_leaf": 50},
     "mlp": {"hidden_layer_sizes": [32], "max_iter": 40},
 }
-
-
-class RankingParams(BaseModel):
-    """``params.yaml: ranking``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    targets: list[str] | None = None  # a manual list skips the automatic ranking
-    families: list[str] = Field(default_factory=lambda: ["lightgbm", "xgboost", "random_forest", "mlp"])
-    n_splits: int = Field(3, ge=2)
-    embargo_days: int = Field(5, ge=0)  # raised to each target's horizon when smaller
-    max_samples_per_symbol: int = Field(250, ge=10)
-    top_n: int = Field(3, ge=1)
-    min_predictability_score: float = 0.02  # null-market edges stay within about ±0.02 at the default size
-    n_jobs: int = Field(2, ge=1)
 
 
 @dataclass
@@ -182,7 +168,8 @@ def rank_targets(builder: DatasetBuilder, params: RankingParams, seed: int) -> T
         cv = PurgedKFold(params.n_splits, embargo_days=max(params.embargo_days, int(spec["horizon"])))
         meta[target] = {"kind": spec["kind"], "horizon": spec["horizon"], "n_rows": len(y)}
         jobs += [(target, family, (family, spec["kind"], X, y, groups, cv, seed)) for family in params.families]
-    results = Parallel(n_jobs=params.n_jobs)(delayed(evaluate_family)(*args) for _, _, args in jobs)
+    results = parallel_map([delayed(evaluate_family)(*args) for _, _, args in jobs], n_jobs=params.n_jobs,
+                           desc="rank_targets", unit="fit")
     return _rank(jobs, results, meta, params)
 
 

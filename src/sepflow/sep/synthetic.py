@@ -99,7 +99,6 @@ import numpy as np
 import pandas as pd
 from numpy.random import PCG64, Generator
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.signal import lfilter
 
 HORIZONS: tuple[int, ...] = (1, 5, 10, 30)
 
@@ -375,6 +374,10 @@ def _build_universe(p: SyntheticParams, rng: Generator, n_days: int) -> _Univers
 def _ar1(shocks: np.ndarray, phi: float, sd: float) -> np.ndarray:
     """Stationary AR(1) along axis 0 driven by ``shocks``: its stationary sd is ``sd`` times theirs,
     and it starts from that law (for shocks of constant variance)."""
+    from scipy.signal import (
+        lfilter,  # here: every stage reads SyntheticParams, only synthesize needs SciPy
+    )
+
     x = shocks * (sd * np.sqrt(1.0 - phi**2))
     x[0] = shocks[0] * sd
     return lfilter([1.0], [1.0, -phi], x, axis=0)

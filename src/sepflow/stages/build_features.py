@@ -10,6 +10,7 @@ from sepflow.config import load_params
 from sepflow.features.dataset import assemble_features_frame
 from sepflow.io import read_panel, read_panel_metadata, write_json, write_panel
 from sepflow.stages.filter_sep import SEP_COMMON
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 FEATURES = Path("data/processed/features.parquet")
@@ -36,5 +37,7 @@ def main(params_path: str = "params.yaml") -> None:
         write_report(summary, REPORT)
         mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, int)})
         mlflow.log_artifact(str(MANIFEST))
-    print(f"build_features: {summary['rows']:,} rows × {summary['features']} features, "
-          f"{summary['targets']} targets → {FEATURES}")
+    print_summary("build_features", {
+        **{k: summary[k] for k in ("rows", "tickers", "features", "targets")},
+        "target names": list(manifest["targets"]), "as of": asof, "outputs": [FEATURES, MANIFEST, REPORT],
+    })

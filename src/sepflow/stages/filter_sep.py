@@ -10,6 +10,7 @@ from sepflow.config import load_params
 from sepflow.io import read_panel, read_panel_metadata, write_panel
 from sepflow.sep.universe import filter_universe
 from sepflow.stages.ingest import SEP, TICKERS
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 SEP_COMMON = Path("data/interim/sep_common.parquet")
@@ -29,6 +30,9 @@ def main(params_path: str = "params.yaml") -> None:
             **{f"tickers_dropped.{k}": v for k, v in result.tickers_dropped.items()},
             **{f"rows_dropped.{k}": v for k, v in result.rows_dropped.items()},
         })
-    print(f"filter_sep: kept {summary['tickers']} tickers, {summary['rows']:,} rows "
-          f"({summary['rows_in_universe']:,} in universe); tickers dropped: {result.tickers_dropped or 'none'} "
-          f"→ {SEP_COMMON}")
+    print_summary("filter_sep", {
+        "tickers kept": summary["tickers"], "tickers dropped": summary["tickers_dropped"],
+        "rows": summary["rows"], "rows in universe": summary["rows_in_universe"],
+        "rows dropped": summary["rows_dropped"], "rows excluded": summary["rows_excluded_point_in_time"],
+        "outputs": [SEP_COMMON, REPORT],
+    })

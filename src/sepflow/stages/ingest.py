@@ -9,6 +9,7 @@ import mlflow
 from sepflow.config import load_params
 from sepflow.io import write_panel
 from sepflow.sep.ingest import ingest_source
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 SEP = Path("data/raw/sep.parquet")
@@ -29,6 +30,10 @@ def main(params_path: str = "params.yaml") -> None:
         write_report(summary, REPORT)
         mlflow.log_metrics({"rows": summary["rows"], "tickers": summary["tickers"],
                             "rows_dropped_total": summary["rows_dropped_total"]})
-    dropped = summary["rows_dropped"] or "none"
-    print(f"ingest: {summary['rows']:,} rows, {summary['tickers']} tickers, {summary['date_min']} → "
-          f"{summary['date_max']} (as of {result.asof}, {result.asof_source}); dropped: {dropped} → {SEP}")
+    print_summary("ingest", {
+        "source": f"{ingest.source} ({summary['source_kind']})",
+        "rows in": summary["rows"] + summary["rows_dropped_total"], "rows out": summary["rows"],
+        "dropped": summary["rows_dropped"], "tickers": summary["tickers"],
+        "dates": f"{summary['date_min']} to {summary['date_max']}",
+        "as of": f"{result.asof} ({result.asof_source})", "outputs": [SEP, TICKERS, REPORT],
+    })

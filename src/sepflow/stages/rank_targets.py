@@ -15,6 +15,7 @@ from sepflow.features.spec import feature_signature
 from sepflow.io import atomic_path, write_json
 from sepflow.ranking.targets import rank_targets
 from sepflow.stages.build_features import FEATURES, MANIFEST
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 SELECTED_TARGETS = Path("data/processed/selected_targets.json")
@@ -55,14 +56,14 @@ def main(params_path: str = "params.yaml") -> None:
 
 
 def _summarise(ranking) -> None:
+    outputs = {"outputs": [SELECTED_TARGETS, f"{RANKINGS.parent}/"]}
     if ranking.manual:
-        print(f"rank_targets: manual target list, ranking skipped → {', '.join(ranking.selected)}")
+        print_summary("rank_targets", {"ranking": "skipped (manual target list)", "selected": ranking.selected,
+                                       **outputs})
         return
-    columns = ["rank", "target", "composite", "consistency", "families_ok", "reason"]
-    print(ranking.table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if ranking.nothing_predictable:
         log.warning("rank_targets: no target looks predictable (every composite score is below "
                     "ranking.min_predictability_score); downstream stages have nothing to train")
-        print("WARNING: no target looks predictable; nothing selected")
-    else:
-        print(f"rank_targets: selected {', '.join(ranking.selected)} → {SELECTED_TARGETS}")
+    columns = ["rank", "target", "composite", "consistency", "families_ok", "selected"]
+    print_summary("rank_targets", ranking.table[columns].to_dict(orient="records"),
+                  notes={"selected": ranking.selected or "none: no target looks predictable", **outputs})

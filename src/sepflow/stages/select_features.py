@@ -15,6 +15,7 @@ from sepflow.io import atomic_path, read_json, write_json
 from sepflow.ranking.features import select_features
 from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.stages.rank_targets import SELECTED_TARGETS
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 SELECTED_FEATURES = Path("data/processed/selected_features.json")
@@ -50,10 +51,8 @@ def main(params_path: str = "params.yaml") -> None:
         write_report({"targets": len(chosen), "features": {t: len(f) for t, f in chosen.items()}}, REPORT)
         mlflow.log_artifact(str(SELECTED_FEATURES))
         mlflow.log_metric("targets", len(chosen))
-    for selection in selections:
-        how = "manual" if selection.manual else f"{len(selection.selected)} of {len(selection.table)}"
-        failed = f"; failed: {selection.errors}" if selection.errors else ""
-        print(f"select_features: {selection.target}: {how}: {', '.join(selection.selected)}{failed}")
-    if not selections:
-        print("select_features: no selected targets; nothing to do")
-    print(f"select_features → {SELECTED_FEATURES}")
+    print_summary("select_features", [
+        {"target": s.target, "method": "manual" if s.manual else "consensus", "selected": len(s.selected),
+         "candidates": None if s.manual else len(s.table), "failed families": sorted(s.errors) or None} for s in selections
+    ], notes={"targets": len(selections) or "none selected: nothing to do",
+              "outputs": [SELECTED_FEATURES, f"{REPORTS}/"]})

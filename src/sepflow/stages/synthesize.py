@@ -14,6 +14,7 @@ import mlflow
 from sepflow.config import load_params
 from sepflow.io import write_panel
 from sepflow.sep.synthetic import generate_market
+from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run
 
 SEP_FOLDER = Path("data/synthetic")
@@ -38,4 +39,6 @@ def main(params_path: str = "params.yaml") -> None:
             "tickers": market.tickers.shape[0],
             "days": market.sep["date"].nunique(),
         })
-    print(f"synthesize: {len(market.sep):,} rows, {market.tickers.shape[0]} tickers, as of {asof} → {SEP_FOLDER}/")
+    print_summary("synthesize", {"rows": len(market.sep), "tickers": market.tickers.shape[0],
+                                 "days": market.sep["date"].nunique(), "as of": asof,
+                                 "outputs": [f"{SEP_FOLDER}/", TRUTH]})

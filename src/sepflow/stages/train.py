@@ -19,14 +19,17 @@ import mlflow
 import pandas as pd
 
 from sepflow.config import Params, load_params
+from sepflow.distributed import engine_session
 from sepflow.errors import SepflowError
 from sepflow.evaluation.plots import bar_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import read_json, read_panel_metadata
+from sepflow.progress import progress
 from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.stages.rank_targets import SELECTED_TARGETS
 from sepflow.stages.select_features import SELECTED_FEATURES
+from sepflow.summary import print_summary
 from sepflow.tracking.registry import model_name, register_trained
 from sepflow.tracking.runs import flatten, stage_run, write_report
 from sepflow.training.per_symbol import PerSymbolResult, train_per_symbol
@@ -54,20 +57,22 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         (MODELS / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
         rows, failed = [], {}
-        for target in targets:
-            try:
-                row = _train_target(family, target, builder, chosen[target], params, asof, run.info.run_id)
-            except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
-                failed[target] = f"{type(exc).__name__}: {exc}"
-                log.warning("train@%s: %s failed: %s", family, target, failed[target])
-                continue
-            rows.append(row)
-            if row["test"] is not None:  # the headline on the stage run too, for comparing families
-                mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
+        # One cluster for every target of the stage (train_family would otherwise start one per target).
+        with engine_session(train.engine, train.dask, uses_cluster=family in ("xgboost", "lightgbm")):
+            for target in progress(targets, desc=f"train@{family}", unit="target"):
+                try:
+                    row = _train_target(family, target, builder, chosen[target], params, asof, run.info.run_id)
+                except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
+                    failed[target] = f"{type(exc).__name__}: {exc}"
+                    log.warning("train@%s: %s failed: %s", family, target, failed[target])
+                    continue
+                rows.append(row)
+                if row["test"] is not None:  # the headline on the stage run too, for comparing families
+                    mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
         write_report({"family": family, "asof": asof, "models": rows, "failed": failed}, REPORTS / f"{family}.json")
         if failed and not rows:
             raise SepflowError(f"train@{family}: every target failed: {failed}")
-    _summarise(family, rows)
+    _summarise(family, rows, failed)
 
 
 def _train_target(
@@ -127,10 +132,10 @@ def _is_number(value: str) -> bool:
     return value not in ("None", "nan")
 
 
-def _summarise(family: str, rows: list[dict[str, object]]) -> None:
-    if not rows:
-        print(f"train@{family}: no selected targets; nothing trained")
-        return
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"train@{family}: {len(rows)} model(s) → {MODELS / family}/, registered as candidate")
+def _summarise(family: str, rows: list[dict[str, object]], failed: dict[str, str]) -> None:
+    shown = ("target", "headline", "validation", "test", "overfit_margin", "tickers", "skipped_tickers")
+    table = [{**{k: row[k] for k in shown if k in row},
+              "registered": f"{model_name(family, str(row['target']))} v{row['version']} @candidate"} for row in rows]
+    print_summary(f"train@{family}", table, notes={
+        "models": len(rows) or "none (no selected targets)", **({"failed": sorted(failed)} if failed else {}),
+        "outputs": [f"{MODELS / family}/", REPORTS / f"{family}.json"]})

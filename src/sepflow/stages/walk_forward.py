@@ -26,11 +26,13 @@ from sepflow.evaluation.plots import bar_chart, line_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import atomic_path, read_json, read_panel, write_panel
+from sepflow.progress import progress
 from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.stages.filter_sep import SEP_COMMON
 from sepflow.stages.rank_targets import SELECTED_TARGETS
 from sepflow.stages.train import MODELS
 from sepflow.stages.train import REPORTS as TRAIN_REPORTS
+from sepflow.summary import print_summary
 from sepflow.tracking.registry import model_name
 from sepflow.tracking.runs import stage_run, write_report
 from sepflow.training.artifacts import load_trained
@@ -61,7 +63,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         prices = _prices(params)
         results: dict[str, WalkForwardResult] = {}
         failed: dict[str, str] = {}
-        for target in read_json(SELECTED_TARGETS)["targets"]:
+        for target in progress(read_json(SELECTED_TARGETS)["targets"], desc=f"walk_forward@{family}", unit="target"):
             if params.train.scope != "pooled":  # one walk per ticker would need its own fold design
                 failed[target] = f"train.scope {params.train.scope}: walk-forward evaluates pooled models only"
             elif target not in registered:
@@ -82,7 +84,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                 _tag_version(model_name(family, target), registered[target], result, run.info.run_id)
         report = {"family": family, "targets": {t: _report(r) for t, r in results.items()}, "failed": failed}
         write_report(report, out / "metrics.json")
-    _summarise(family, results, out)
+    _summarise(family, results, failed, out)
 
 
 def _prices(params: Params) -> pd.Series:
@@ -167,10 +169,9 @@ def _tag_version(name: str, version: int, result: WalkForwardResult, run_id: str
         client.set_model_version_tag(name, str(version), key, value)
 
 
-def _summarise(family: str, results: dict[str, WalkForwardResult], out: Path) -> None:
-    if not results:
-        print(f"walk_forward@{family}: nothing to walk forward")
-        return
-    table = pd.DataFrame({t: {k: r.overall.get(k) for k in HEADLINE} for t, r in results.items()}).T
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"walk_forward@{family}: {len(results)} target(s) → {out}/ (predictions, metrics.json, plots/)")
+def _summarise(family: str, results: dict[str, WalkForwardResult], failed: dict[str, str], out: Path) -> None:
+    table = [{"target": t, **{k: int(r.overall[k]) if k == "n_folds" else r.overall.get(k) for k in HEADLINE}}
+             for t, r in results.items()]
+    print_summary(f"walk_forward@{family}", table, notes={
+        "targets": len(results) or "none walked forward", **({"failed": failed} if failed else {}),
+        "outputs": f"{out}/ (predictions.parquet, metrics.json, plots/)"})

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,13 @@ def _inside_run(run_id: str) -> Iterator[None]:
         raise ConfigError(f"registry: run {active.info.run_id} is active; cannot log a model to run {run_id}")
 
 
+# Scanning every installed distribution takes a second; a stage registers several models.
+_distributions = cache(packages_distributions)
+
+
 def _pip_requirements(trained: TrainedModel | RoutedModel) -> list[str]:
     """Pinned distributions behind the libraries the model recorded (resolving pip's inference is slow)."""
-    distributions = packages_distributions()
+    distributions = _distributions()
     pins = {"mlflow": version("mlflow")}
     for module in trained.metadata["libraries"]:
         for dist in distributions.get(module, []):

@@ -8,6 +8,7 @@ commit the results), so the lock at the run's commit describes the previous resu
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -205,6 +206,17 @@ def temporary_worktree(git_root: Path, commit: str, *, keep: bool = False) -> It
             subprocess.run(["git", "worktree", "prune"], cwd=git_root, capture_output=True, check=False)
 
 
+@contextmanager
+def _quiet_dvc() -> Iterator[None]:
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _producers(project: Path, paths: list[str]) -> dict[str, str]:
     """The pipeline stage (at the worktree's commit) whose command writes each path, where one does."""
     from dvc.exceptions import DvcException
@@ -253,7 +265,8 @@ def restore_inputs(inputs: Mapping[str, str], project: Path, dvc_root: Path, *, 
         absent = {path: md5 for path, md5 in pending.items() if not cache.exists(md5)}
         if absent and remote:
             try:
-                repo.cloud.pull([HashInfo("md5", md5) for md5 in sorted(set(absent.values()))])
+                with _quiet_dvc():  # DVC warns of each missing object; the refusal below names them once
+                    repo.cloud.pull([HashInfo("md5", md5) for md5 in sorted(set(absent.values()))])
             except DvcException as exc:
                 raise _refuse(f"pulling {', '.join(absent)} from DVC remote {remote!r} failed: {exc}") from None
             absent = {path: md5 for path, md5 in absent.items() if not cache.exists(md5)}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from sepflow.io import write_json
 from sepflow.tracking.lineage import git_state, input_md5s, params_digest, repo_root
@@ -31,14 +32,21 @@ def configure_tracking(root: Path | None = None) -> str:
     once at experiment creation, so runs from DVC's temporary copies land in the same place.
     """
     root = root or repo_root()
-    server = "MLFLOW_TRACKING_URI" in os.environ  # read first: set_tracking_uri exports it
+    # Read first (set_tracking_uri exports it); empty counts as unset, as in tracking_uri.
+    server = bool(os.environ.get("MLFLOW_TRACKING_URI"))
     mlflow.set_tracking_uri(tracking_uri(root))
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        mlflow.set_experiment(experiment_id=experiment.experiment_id)
-        return experiment.experiment_id
-    location = None if server else (root / "mlartifacts").as_uri()
-    experiment_id = mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    if experiment is None:
+        location = None if server else (root / "mlartifacts").as_uri()
+        try:
+            experiment_id = mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+        except MlflowException as exc:
+            # Another process (a teammate, a parallel queued experiment) created it since we looked.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    else:
+        experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -68,7 +76,7 @@ def stage_run(
     Logs the stage's params (flattened) and tags the run with the stage name, git commit,
     dirty flag, params digest and the md5 of each input file; under DVC also the dvc.yaml
     stage (``sepflow.dvc_stage``, which ``sepflow reproduce`` reruns). Any exception marks the
-    run FAILED and propagates; no run is left RUNNING.
+    run FAILED and propagates; no run is left RUNNING. Under ``mlflow run`` see :func:`_start_run`.
     """
     configure_tracking()
     # DVC names the stage it runs; it can differ from ``stage`` (train_ensemble runs train@ensemble).
@@ -81,7 +89,7 @@ def stage_run(
         **{f"sepflow.input_md5.{path}": md5 for path, md5 in input_md5s(inputs).items()},
         **(tags or {}),
     }
-    run = mlflow.start_run(run_name=stage, tags=lineage)
+    run = _start_run(stage, lineage)
     try:
         mlflow.log_params(flatten(params))
         yield run
@@ -89,6 +97,26 @@ def stage_run(
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def _start_run(stage: str, tags: Mapping[str, str]) -> mlflow.ActiveRun:
+    """A new run in the sepflow experiment, except under ``mlflow run`` (MLflow Projects).
+
+    ``mlflow run`` creates a run first, in the experiment it was given (``--experiment-name``,
+    else MLflow's default), and exports its id as ``MLFLOW_RUN_ID`` to the command it launches;
+    ``mlflow.start_run()`` would resume it, and refuse to once we set the sepflow experiment.
+    A stage launched directly by ``mlflow run -e STAGE`` logs into that run (the project run *is*
+    the stage run); a stage that ``dvc repro`` runs under ``mlflow run -e pipeline`` gets its own
+    run nested in it (one run per stage, as ever). Either way the run lives in the project run's
+    experiment, so the MLflow UI shows them together.
+    """
+    project_run = os.environ.pop("MLFLOW_RUN_ID", None)  # popped: a new run must not resume it
+    if not project_run:
+        return mlflow.start_run(run_name=stage, tags=tags)
+    mlflow.set_experiment(experiment_id=mlflow.get_run(project_run).info.experiment_id)  # nested runs follow
+    if os.environ.get("DVC_STAGE"):
+        return mlflow.start_run(run_name=stage, tags=tags, parent_run_id=project_run)
+    return mlflow.start_run(run_id=project_run, run_name=stage, tags=tags)
 
 
 def write_report(summary: Mapping[str, Any], path: str | Path) -> None:

@@ -9,6 +9,9 @@
     metrics.json         train / validation / test metrics and the overfit margin of the headline metric
     metadata.json        data coverage, segments, params, seed, library versions, artifact paths
     input_example.json   a few test-segment rows (ticker, date, features) to document and register the model
+    segment_outputs.parquet  the model's raw outputs (before calibration) on every train / validation /
+                         test row, keyed by ticker and date: the ensemble reuses them instead of
+                         recomputing its members' predictions (an LSTM's cost most of all)
 
 Nothing here is pickled: the calibrator is rebuilt from JSON numbers.
 """
@@ -37,6 +40,8 @@ __all__ = [
     "check_columns",
     "decide",
     "load_trained",
+    "read_segment_outputs",
+    "segment_outputs_frame",
 ]
 
 MODEL_DIR = "model"
@@ -46,6 +51,7 @@ FEATURES_FILE = "features.json"
 METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
 INPUT_EXAMPLE_FILE = "input_example.json"
+SEGMENT_OUTPUTS_FILE = "segment_outputs.parquet"
 ARTIFACTS = {
     "model": MODEL_DIR, "calibrator": CALIBRATOR_FILE, "threshold": THRESHOLD_FILE,
     "features": FEATURES_FILE, "metrics": METRICS_FILE, "metadata": METADATA_FILE,
@@ -188,3 +194,41 @@ def load_trained(folder: Path) -> TrainedModel:
         metrics=read_json(folder / METRICS_FILE),
         metadata=read_json(folder / METADATA_FILE),
     )
+
+
+def segment_outputs_frame(outputs: dict[str, np.ndarray], index: dict[str, pd.Index]) -> pd.DataFrame:
+    """One row per (segment, ticker, date) with the output columns ``out_0`` … (one per class, or one)."""
+    frames = []
+    for segment, values in outputs.items():
+        values = np.asarray(values, dtype=np.float64).reshape(len(index[segment]), -1)
+        keys = index[segment].to_frame(index=False)[["ticker", "date"]]
+        frames.append(pd.concat([
+            pd.DataFrame({"segment": segment}, index=keys.index), keys,
+            pd.DataFrame(values, columns=[f"out_{k}" for k in range(values.shape[1])]),
+        ], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_segment_outputs(folder: Path, index: dict[str, pd.Index], two_dimensional: bool) -> dict[str, np.ndarray] | None:
+    """The saved outputs of ``folder``'s model on exactly the rows ``index`` names per segment, else None.
+
+    None when the file is missing or its rows differ from ``index`` (another sample of rows):
+    the caller then predicts afresh rather than pairing outputs with the wrong rows.
+    """
+    file = Path(folder) / SEGMENT_OUTPUTS_FILE
+    if not file.exists():
+        return None
+    frame = pd.read_parquet(file)
+    columns = [c for c in frame.columns if c.startswith("out_")]
+    outputs: dict[str, np.ndarray] = {}
+    for segment, rows in index.items():
+        saved = frame[frame["segment"] == segment]
+        keys = rows.to_frame(index=False)
+        if len(saved) != len(keys) or not (
+            np.array_equal(saved["ticker"].to_numpy(), keys["ticker"].to_numpy())
+            and np.array_equal(saved["date"].to_numpy(), keys["date"].to_numpy())
+        ):
+            return None
+        values = saved[columns].to_numpy(dtype=np.float64)
+        outputs[segment] = values if two_dimensional else values[:, 0]
+    return outputs

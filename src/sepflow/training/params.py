@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sepflow.distributed import DaskParams
 from sepflow.models import FAMILIES, TASKS
 from sepflow.models.tuning import SCORINGS, TUNABLE
 from sepflow.tracking.lineage import repo_root
@@ -98,6 +99,11 @@ class TrainParams(BaseModel):
     # per_symbol: tickers trained at once, in processes (times each family's own n_jobs threads).
     # Each ticker's seed comes from the base seed and its name, so results never depend on it.
     max_workers: int = Field(2, ge=1)
+    # Where the final fit of xgboost / lightgbm runs: local, or dask (xgboost.dask / lightgbm.dask on
+    # train.dask's scheduler, else a LocalCluster). Tuning trials stay local (`sepflow tune --workers`
+    # shares a study instead). A dask fit matches a local one in quality, not bit for bit.
+    engine: Literal["local", "dask"] = "local"
+    dask: DaskParams = Field(default_factory=DaskParams)
     tuning: TuningParams = Field(default_factory=TuningParams)
 
     dummy: dict[str, Any] = Field(default_factory=dict)
@@ -123,6 +129,15 @@ class TrainParams(BaseModel):
         if unknown or len(set(value)) != len(value) or not value:
             raise ValueError(f"families must be distinct known families ({sorted(FAMILIES)}), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _pooled_on_dask(self) -> TrainParams:
+        if self.engine == "dask" and self.scope == "per_symbol":
+            raise ValueError(
+                "engine dask trains pooled models; per_symbol fits many small models in processes "
+                "(train.max_workers): use engine local with scope per_symbol"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training_rows(self) -> TrainParams:

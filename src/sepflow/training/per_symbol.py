@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import delayed
 
 from sepflow.errors import SepflowError
 from sepflow.features.dataset import Dataset
 from sepflow.io import write_json
 from sepflow.models import TaskKind
 from sepflow.models.base import _atomic_folder
+from sepflow.progress import parallel_map, quiet
 from sepflow.training.params import TrainParams
 from sepflow.training.routing import (
     INDEX_FILE,
@@ -157,14 +158,14 @@ def train_per_symbol(
 
     with _atomic_folder(out_dir) as staging:
         root = staging / PER_SYMBOL_DIR
-        records = Parallel(n_jobs=min(params.max_workers, max(len(jobs), 1)), backend="loky")(
+        records = parallel_map([
             delayed(_train_ticker)(
                 family, target, ticker_ds, selected_features, params, ticker_seed(seed, ticker), asof=asof,
                 out_dir=root / folder, optuna_storage=optuna_storage, forward_returns=ticker_returns,
                 study_name=f"{family}-{target}-{ticker}", member_dirs=member_dirs,
             )
             for ticker, folder, ticker_ds, ticker_returns, member_dirs in jobs
-        )
+        ], n_jobs=min(params.max_workers, max(len(jobs), 1)), backend="loky", desc=f"{family} {target}", unit="ticker")
         trained: dict[str, dict[str, Any]] = {}
         for (ticker, folder, *_), record in zip(jobs, records, strict=True):
             if isinstance(record, str):
@@ -196,7 +197,8 @@ def _train_ticker(*args: Any, **kwargs: Any) -> dict[str, Any] | str:
     Only the JSON records travel back: the model stays on disk (a Keras model need not pickle).
     """
     try:
-        result = train_family(*args, **kwargs)
+        with quiet():  # workers' bars would garble the parent's bar over tickers
+            result = train_family(*args, **kwargs)
     except (SepflowError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return {"seed": result.metadata["seed"], "rows_used": result.metadata["data"]["rows_used"],

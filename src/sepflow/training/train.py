@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from sepflow.distributed import engine_session
 from sepflow.errors import ConfigError, DataValidationError, SepflowError
 from sepflow.evaluation.calibration import ProbabilityCalibrator, fit_calibrator
 from sepflow.evaluation.metrics import (
@@ -52,9 +53,9 @@ from sepflow.models import (
     with_context,
 )
 from sepflow.models.base import _atomic_folder
-from sepflow.models.tuning import TUNABLE, search_space, trials_frame, tune
+from sepflow.models.boosting import GradientBoostingModel
+from sepflow.models.tuning import trials_frame
 from sepflow.ranking.targets import panel_frame, sample_rows
-from sepflow.tracking.lineage import params_digest
 from sepflow.training.artifacts import (
     ARTIFACTS,
     CALIBRATOR_FILE,
@@ -63,15 +64,17 @@ from sepflow.training.artifacts import (
     METADATA_FILE,
     METRICS_FILE,
     MODEL_DIR,
+    SEGMENT_OUTPUTS_FILE,
     THRESHOLD_FILE,
     calibrator_to_json,
     decide,
     load_trained,
+    read_segment_outputs,
+    segment_outputs_frame,
 )
-from sepflow.training.device import device_params, resolve_device
 from sepflow.training.params import TrainParams
 from sepflow.training.segments import SEGMENTS, Segments, segments_by_fraction
-from sepflow.validation.splits import PurgedKFold
+from sepflow.training.tune import final_model_params
 
 __all__ = [
     "HEADLINE",
@@ -92,7 +95,6 @@ log = logging.getLogger(__name__)
 
 # The metric whose train − validation gap is reported as the overfit margin.
 HEADLINE: dict[str, str] = {"classification": "roc_auc", "multiclass": "roc_auc", "regression": "rank_ic"}
-FINGERPRINT_ATTR = "sepflow.fingerprint"
 EXAMPLE_ROWS = 5
 
 
@@ -126,6 +128,46 @@ def forward_returns_for(builder: DatasetBuilder, ds: Dataset) -> np.ndarray:
     return lookup.reindex(pd.MultiIndex.from_arrays([ds.tickers, ds.dates])).to_numpy()
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    """The rows ``train_family`` fits, tunes and scores on: sampled per ticker, cut into segments."""
+
+    task: TaskKind
+    features: list[str]
+    sampled: np.ndarray  # positions in the dataset
+    X_all: pd.DataFrame
+    groups: pd.DataFrame  # per-row date and label_end
+    horizon: int
+    embargo: int
+    segments: Segments
+    X: dict[str, pd.DataFrame]
+    y: dict[str, pd.Series]
+
+
+def training_rows(ds: Dataset, target: str, selected_features: list[str], params: TrainParams) -> TrainingRows:
+    """``ds``'s rows for ``target`` as training uses them: ``max_samples_per_symbol`` rows per
+    ticker, the selected features, and purged train / validation / test segments."""
+    task = _task(ds, target)
+    features = _features(ds, selected_features)
+    sampled = (
+        sample_rows(ds.tickers, params.max_samples_per_symbol) if params.max_samples_per_symbol
+        else np.arange(len(ds.y))
+    )
+    X_all, y_all, groups = panel_frame(ds, sampled)
+    X_all = X_all[features]
+    horizon = int(ds.meta["horizon"])
+    embargo = params.embargo_for(horizon)
+    segments = segments_by_fraction(
+        groups["date"], groups["label_end"], validation_fraction=params.validation_fraction,
+        test_fraction=params.test_fraction, embargo_days=embargo,
+    )
+    return TrainingRows(
+        task=task, features=features, sampled=sampled, X_all=X_all, groups=groups, horizon=horizon, embargo=embargo,
+        segments=segments, X={name: X_all.iloc[rows] for name, rows in segments.items()},
+        y={name: y_all.iloc[rows] for name, rows in segments.items()},
+    )
+
+
 def train_family(
     family: str,
     target: str,
@@ -152,37 +194,28 @@ def train_family(
     ``params.max_samples_per_symbol`` each ticker keeps that many evenly spaced rows (as target
     ranking does); an LSTM's windows then step over the rows left out.
     """
-    task = _task(ds, target)
-    features = _features(ds, selected_features)
     _check_asof(asof)
     out_dir = Path(out_dir)
-    sampled = (
-        sample_rows(ds.tickers, params.max_samples_per_symbol) if params.max_samples_per_symbol
-        else np.arange(len(ds.y))
-    )
-    X_all, y_all, groups = panel_frame(ds, sampled)
-    X_all = X_all[features]
+    prepared = training_rows(ds, target, selected_features, params)
+    task, features, sampled, X_all = prepared.task, prepared.features, prepared.sampled, prepared.X_all
+    groups, horizon, embargo, segments = prepared.groups, prepared.horizon, prepared.embargo, prepared.segments
+    X, y = prepared.X, prepared.y
     returns_all = None if forward_returns is None else _aligned(forward_returns, len(ds.y))[sampled]
-    horizon = int(ds.meta["horizon"])
-    embargo = params.embargo_for(horizon)
-    segments = segments_by_fraction(
-        groups["date"], groups["label_end"], validation_fraction=params.validation_fraction,
-        test_fraction=params.test_fraction, embargo_days=embargo,
-    )
-    X = {name: X_all.iloc[rows] for name, rows in segments.items()}
-    y = {name: y_all.iloc[rows] for name, rows in segments.items()}
 
     study, ensemble_record = None, None
     if family == "ensemble":
-        model, ensemble_record = _fit_ensemble(target, task, features, segments, X_all, X["validation"],
-                                               y["validation"], out_dir, params, member_dirs)
+        model, outputs, ensemble_record = _fit_ensemble(target, task, features, segments, X_all, X, y["validation"],
+                                                        out_dir, params, member_dirs)
     else:
-        model_params, study = _model_params(family, task, target, X["train"], y["train"],
-                                            groups.iloc[segments["train"]], params, seed, embargo,
-                                            optuna_storage, study_name or f"{family}-{target}",
-                                            ds.meta["feature_signature"])
+        model_params, study = final_model_params(family, task, X["train"], y["train"],
+                                                 groups.iloc[segments["train"]], params, seed, embargo,
+                                                 optuna_storage, study_name or f"{family}-{target}",
+                                                 ds.meta["feature_signature"])
         model = make_model(family, task, **model_params)
-        model.fit(X["train"], y["train"], eval_set=(X["validation"], y["validation"]))
+        # train.engine dask: the boosted families' final fit runs on the cluster (tuning stays local).
+        with engine_session(params.engine, params.dask, uses_cluster=isinstance(model, GradientBoostingModel)):
+            model.fit(X["train"], y["train"], eval_set=(X["validation"], y["validation"]))
+        outputs = {name: segment_output(model, X_all, X[name]) for name in SEGMENTS}
 
     context = {
         name: SegmentContext(
@@ -191,7 +224,7 @@ def train_family(
         )
         for name, rows in segments.items()
     }
-    calibrator, threshold, metrics = _evaluate(model, X_all, X, y, context, horizon, params)
+    calibrator, threshold, metrics = _evaluate(model, outputs, y, context, horizon, params)
     name = artifact_name(target, task, asof)
     metadata = {
         "artifact_name": name, "family": family, "target": target, "task": task, "asof": asof, "seed": seed,
@@ -225,6 +258,9 @@ def train_family(
         model.save(staging / MODEL_DIR)
         for file, content in files.items():
             write_json(content, staging / file)
+        segment_outputs_frame(outputs, {name: X[name].index for name in SEGMENTS}).to_parquet(
+            staging / SEGMENT_OUTPUTS_FILE, index=False,
+        )
     return TrainResult(
         family=family, target=target, task=task, artifact_name=name, out_dir=out_dir, model=model,
         metrics=files[METRICS_FILE], metadata=files[METADATA_FILE],
@@ -242,12 +278,12 @@ class SegmentContext:
 
 
 def _evaluate(
-    model: SepflowModel, X_all: pd.DataFrame, X: dict[str, pd.DataFrame], y: dict[str, pd.Series],
+    model: SepflowModel, outputs: dict[str, np.ndarray], y: dict[str, pd.Series],
     context: dict[str, SegmentContext], horizon: int, params: TrainParams,
 ) -> tuple[ProbabilityCalibrator | None, dict[str, Any], dict[str, Any]]:
-    """Calibrator and decision rule fitted on validation, and every segment's metrics."""
+    """Calibrator and decision rule fitted on validation, and every segment's metrics, from the
+    model's raw ``outputs`` per segment (``segment_output``)."""
     task = model.task
-    outputs = {name: segment_output(model, X_all, X[name]) for name in SEGMENTS}
     calibrator, threshold = fit_decision_rule(model, outputs["validation"], np.asarray(y["validation"]),
                                               context["validation"], horizon, params)
     outputs = {name: calibrated(calibrator, output) for name, output in outputs.items()}
@@ -325,74 +361,23 @@ def _aligned(values: Any, n_rows: int) -> np.ndarray:
 # -- tuning and fitting ------------------------------------------------------------------------
 
 
-def _searched_params(family: str, task: TaskKind) -> set[str]:
-    """The constructor params ``family``'s search space samples (asked of a throwaway in-memory trial)."""
-    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    return set(search_space(family, probe, task))
-
-
-def _claim_study(storage: str | None, study_name: str, fingerprint: str) -> None:
-    """Resume the stored study only if it searched the same problem; a stale one is started afresh.
-
-    Trials scored on other rows, features or folds would otherwise win the new search unseen.
-    """
-    if storage is None:
-        return
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
-    recorded = study.user_attrs.get(FINGERPRINT_ATTR)
-    if recorded is not None and recorded != fingerprint:
-        log.warning("training: study %s searched other data or settings; starting it afresh", study_name)
-        optuna.delete_study(study_name=study_name, storage=storage)
-        study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
-    # Recorded before the first trial, so an interrupted first run still resumes.
-    study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
-
-
-def _model_params(
-    family: str, task: TaskKind, target: str, X_train: pd.DataFrame, y_train: pd.Series, groups: pd.DataFrame,
-    params: TrainParams, seed: int, embargo: int, storage: str | None, study_name: str, feature_signature: str,
-) -> tuple[dict[str, Any], optuna.Study | None]:
-    """Constructor params for the final fit: fixed params, plus Optuna's best for tuned families."""
-    fixed = {**params.model_params(family), **device_params(family, resolve_device(params.device))}
-    n_trials = params.tuning.n_trials.get(family, 0)
-    if family not in TUNABLE or n_trials == 0:
-        return {"random_state": seed, **fixed}, None
-    clash = sorted((set(fixed) & _searched_params(family, task)) - {"n_estimators"})
-    if clash:
-        raise ConfigError(
-            f"training: train.{family} fixes {clash}, which tuning searches; remove them or set "
-            f"train.tuning.n_trials.{family}: 0"
-        )
-    # A fixed n_estimators pins the searched range: every trial then trains what the final fit caps.
-    low, high = (int(fixed["n_estimators"]),) * 2 if "n_estimators" in fixed else params.tuning.n_estimators_range
-    scoring = params.tuning.scoring[task]
-    fingerprint = params_digest({
-        "task": task, "features": list(X_train.columns), "feature_signature": feature_signature,
-        "data": [int(pd.util.hash_pandas_object(X_train).sum()), int(pd.util.hash_pandas_object(y_train).sum())],
-        "scoring": scoring, "n_splits": params.n_splits, "embargo_days": embargo, "seed": seed,
-        "fixed": fixed, "n_estimators_range": [low, high],
-    })
-    _claim_study(storage, study_name, fingerprint)
-    best, study = tune(
-        family, task, X_train, y_train, groups, PurgedKFold(params.n_splits, embargo_days=embargo),
-        n_trials=n_trials, seed=seed, storage=storage, study_name=study_name, scoring=scoring,
-        fixed_params=fixed, n_estimators_range=(low, high),
-    )
-    return best, study
-
-
 def _fit_ensemble(
     target: str, task: TaskKind, features: list[str], segments: Segments, X_all: pd.DataFrame,
-    X_val: pd.DataFrame, y_val: pd.Series, out_dir: Path, params: TrainParams,
+    X: dict[str, pd.DataFrame], y_val: pd.Series, out_dir: Path, params: TrainParams,
     member_dirs: Mapping[str, Path] | None,
-) -> tuple[EnsembleModel, dict[str, Any]]:
-    """Weights over the saved members, fitted on their validation predictions only.
+) -> tuple[EnsembleModel, dict[str, np.ndarray], dict[str, Any]]:
+    """Weights over the saved members, fitted on their validation predictions only; also the
+    ensemble's raw outputs per segment.
 
     A member is skipped (and the reason recorded) when it is missing or was trained on other
-    features or other segments: its "validation" rows could then be rows it trained on.
+    features or other segments: its "validation" rows could then be rows it trained on. Members'
+    outputs come from their ``segment_outputs.parquet`` when it covers exactly these rows
+    (predicting afresh gives the same numbers, at an LSTM's cost).
     """
     root = out_dir.parent.parent
+    index = {name: X[name].index for name in SEGMENTS}
     members: dict[str, SepflowModel] = {}
+    member_outputs: dict[str, dict[str, np.ndarray]] = {}
     skipped: dict[str, str] = {}
     for family in (f for f in params.families if f != "ensemble"):
         folder = root / family / target if member_dirs is None else member_dirs.get(family)
@@ -411,15 +396,20 @@ def _fit_ensemble(
             skipped[family] = "trained on other segments"
         else:
             members[family] = member.model
+            saved = read_segment_outputs(folder, index, two_dimensional=task != "regression")
+            member_outputs[family] = saved if saved is not None else {
+                name: segment_output(member.model, X_all, X[name]) for name in SEGMENTS
+            }
     for family, reason in skipped.items():
         log.warning("training: ensemble %s skips %s: %s", target, family, reason)
     if not members:
         where = f"{root}/<family>/{target}" if member_dirs is None else "the given member folders"
         raise ConfigError(f"training: no usable ensemble member under {where}: {skipped}")
     ensemble = EnsembleModel(members, task=task, **params.model_params("ensemble"))
-    combined, positions = _in_context(ensemble, X_all, X_val)
-    ensemble.fit_weights(ensemble.member_predictions(combined).iloc[positions], y_val)
-    return ensemble, {"members": list(members), "weights": ensemble.weights_, "skipped": skipped}
+    by_segment = {name: {family: outputs[name] for family, outputs in member_outputs.items()} for name in SEGMENTS}
+    ensemble.fit_weights(ensemble.predictions_frame(by_segment["validation"], index["validation"]), y_val)
+    outputs = {name: ensemble.combine(by_segment[name]) for name in SEGMENTS}
+    return ensemble, outputs, {"members": list(members), "weights": ensemble.weights_, "skipped": skipped}
 
 
 # -- predictions -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from sepflow.evaluation.metrics import (
 from sepflow.evaluation.trading import TRADING_DAYS, backtest, performance_summary
 from sepflow.features.dataset import Dataset
 from sepflow.features.targets import LABEL3_CLASSES
+from sepflow.progress import progress
 from sepflow.ranking.targets import panel_frame
 from sepflow.training.artifacts import TrainedModel, decide
 from sepflow.training.params import TrainParams, WalkForwardParams
@@ -114,7 +115,7 @@ def walk_forward(
 
     regression = trained.task == "regression"
     parts, fold_rows = [], []
-    for number in range(first, len(folds)):
+    for number in progress(range(first, len(folds)), desc=f"walk-forward {meta['target']}", unit="fold"):
         train_rows, test_rows = folds[number]
         if grid is not None:
             train_rows = train_rows[np.isin(train_rows, grid)]
