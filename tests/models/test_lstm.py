@@ -128,6 +128,23 @@ def test_a_kept_trainer_fits_exactly_like_a_fresh_network(panel, fast_params, mo
     np.testing.assert_array_equal(reused, fresh)
 
 
+def test_predicting_some_rows_runs_only_their_windows(panel, learned: LSTMModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Context rows feed the windows but are not predicted; the chosen rows get their usual outputs."""
+    from sepflow.models import _keras_net
+
+    X_new = panel.X[panel.test]
+    combined, is_new = with_context(panel.X[~panel.test], X_new, learned.sequence_length)
+    positions = np.flatnonzero(is_new)
+    predicted: list[int] = []
+    original = _keras_net.predict_windows
+    monkeypatch.setattr(_keras_net, "predict_windows",
+                        lambda network, windows, rows: predicted.append(len(rows)) or original(network, windows, rows))
+    chosen = learned.predict_output_at(combined, positions)
+    assert predicted == [len(positions)] and len(positions) < len(combined)
+    everything = learned.predict_proba(combined)[positions]
+    assert np.abs(chosen - everything).max() <= DETERMINISM_BOUND  # other batches, same windows
+
+
 def test_with_context_prepends_only_earlier_rows_of_the_same_tickers(panel) -> None:
     X_new = panel.X[panel.test].drop(index="TK5", level="ticker")
     combined, is_new = with_context(panel.X[~panel.test], X_new, 4)

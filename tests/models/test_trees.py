@@ -64,6 +64,15 @@ def test_two_fits_with_one_seed_predict_identically(panel, fast_params, family: 
     np.testing.assert_array_equal(_output(first, X_test), _output(second, X_test))
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_forest_outputs_do_not_depend_on_n_jobs(panel, fast_params, task: str) -> None:
+    """Threads would add the trees in finishing order (last-bit noise); predictions sum in one thread."""
+    X_test = panel.part(task, "test")[0]
+    one, two = (_fit(panel, fast_params, "random_forest", task, random_state=7, n_jobs=n) for n in (1, 2))
+    for _ in range(3):
+        np.testing.assert_array_equal(_output(two, X_test), _output(one, X_test))
+
+
 NATIVE = {
     "dummy": {"model.skops"},
     "random_forest": {"model.skops"},

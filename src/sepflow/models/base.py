@@ -167,6 +167,16 @@ class SepflowModel(BaseEstimator):
         check_is_fitted(self, "feature_names_in_")
         return self._predict_output(self._check_features(X))
 
+    def predict_output_at(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """``predict_proba`` (classifiers) or ``predict`` (regression) for the rows at positions
+        ``rows`` of ``X`` only; the other rows are context a sequence model looks back on."""
+        check_is_fitted(self, "feature_names_in_")
+        return self._output_at(self._check_features(X), np.asarray(rows))
+
+    def _output_at(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """Row-wise models predict every row and keep the chosen ones; sequence models do better."""
+        return self._predict_output(X)[rows]
+
     def save(self, path: Path) -> Path:
         """Write the model to folder ``path`` (replaced atomically): native files + adapter.json."""
         check_is_fitted(self, "feature_names_in_")

@@ -68,13 +68,17 @@ class EnsembleModel(SepflowModel):
         self._check_members()  # a misconfigured ensemble is refused before any member predicts
         return self.predictions_frame(self.member_outputs(X), X.index)
 
-    def member_outputs(self, X: pd.DataFrame, *, only_weighted: bool = False) -> dict[str, np.ndarray]:
-        """Each member's output on ``X``: probabilities (classifiers) or predictions (regression).
+    def member_outputs(
+        self, X: pd.DataFrame, *, only_weighted: bool = False, rows: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Each member's output on ``X`` (or on its rows at positions ``rows``, the others being
+        context): probabilities (classifiers) or predictions (regression).
 
         ``only_weighted`` skips members whose fitted weight is 0: they cannot change the average.
         """
         return {
-            name: self._output(member, X[list(member.feature_names_in_)])
+            name: member.predict_output_at(X[list(member.feature_names_in_)],
+                                           np.arange(len(X)) if rows is None else rows)
             for name, member in self.members.items()
             if not (only_weighted and self.weights_[name] == 0.0)
         }
@@ -167,11 +171,11 @@ class EnsembleModel(SepflowModel):
         self.n_features_in_ = len(self.feature_names_in_)
 
     def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "weights_")
-        return self.combine(self.member_outputs(X, only_weighted=True))
+        return self._output_at(X, np.arange(len(X)))
 
-    def _output(self, member: SepflowModel, X: pd.DataFrame) -> np.ndarray:
-        return member.predict(X) if self.task == "regression" else member.predict_proba(X)
+    def _output_at(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "weights_")
+        return self.combine(self.member_outputs(X, only_weighted=True, rows=rows))
 
     def _json_params(self) -> dict[str, Any]:
         return {"members": list(self.members), "task": self.task, "alpha": self.alpha}

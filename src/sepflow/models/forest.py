@@ -26,7 +26,8 @@ class RandomForestModel(SkopsModel):
     The imputer lives inside the saved pipeline, so its medians are the training rows' and
     travel with the model. ``class_weight`` is None, ``balanced`` or ``balanced_subsample``
     (a per-label dict would not survive adapter.json). Results do not depend on ``n_jobs``:
-    each tree's seed is drawn from ``random_state`` before the trees are farmed out.
+    each tree's seed is drawn from ``random_state`` before the trees are farmed out, and
+    predictions add the trees up in one thread, in order.
     """
 
     family = "random_forest"
@@ -73,6 +74,16 @@ class RandomForestModel(SkopsModel):
         # keep_empty_features: a column empty in training still gets a value, so columns never shift.
         imputer = SimpleImputer(strategy="median", keep_empty_features=True)
         return Pipeline([("impute", imputer), ("forest", forest)])
+
+    def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
+        # With n_jobs > 1 scikit-learn's threads add the trees' outputs in the order they finish,
+        # so the last bits of a prediction vary run to run; one thread sums them in tree order.
+        forest = self.estimator_[-1]
+        n_jobs, forest.n_jobs = forest.n_jobs, 1
+        try:
+            return super()._predict_output(X)
+        finally:
+            forest.n_jobs = n_jobs
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP values of the forest on imputed rows, shaped (rows, outputs, features).

@@ -277,10 +277,15 @@ class LSTMModel(SepflowModel):
         self.best_epoch_ = int(np.argmin(monitored)) + 1 if eval_set is not None else len(monitored)
 
     def _predict_output(self, X: pd.DataFrame) -> np.ndarray:
-        windows, rows = self._windows(X)
+        return self._output_at(X, np.arange(len(X)))
+
+    def _output_at(self, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        # Only the chosen rows' windows go through the network: context rows are inputs, not outputs
+        # (a test block with 59 rows of look-back per ticker would cost many times its own size).
+        windows, window_rows = self._windows(X)
         net = _keras()
         with net.on_device(self.device):
-            raw = net.predict_windows(self.network_, windows, rows).astype(np.float64)
+            raw = net.predict_windows(self.network_, windows, window_rows[rows]).astype(np.float64)
         if self.task == "classification":
             return np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
         if self.task == "multiclass":

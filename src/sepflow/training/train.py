@@ -433,8 +433,7 @@ def _in_context(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -
 def segment_output(model: SepflowModel, X_all: pd.DataFrame, X_seg: pd.DataFrame) -> np.ndarray:
     """Probabilities (classifiers) or predictions (regression) for the rows of ``X_seg``, in order."""
     combined, positions = _in_context(model, X_all, X_seg)
-    output = model.predict(combined) if model.task == "regression" else model.predict_proba(combined)
-    return output[positions]
+    return model.predict_output_at(combined, positions)
 
 
 def calibrated(calibrator: ProbabilityCalibrator | None, proba: np.ndarray) -> np.ndarray:
