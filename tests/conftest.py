@@ -36,6 +36,13 @@ TINY_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: xdist hands work out in collection order, so the long tests start early
+    and the quick ones fill the gaps at the end, instead of one long test keeping a worker busy
+    after the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
