@@ -27,7 +27,7 @@ repro: setup  ## run the whole pipeline on the embedded default (the synthetic m
 	dvc repro
 
 test: setup  ## the test suite, slow tests included, on both cores
-	python -m pytest -n 2
+	python -m pytest -n 2 --dist worksteal
 
 bench: setup  ## the benchmarks recorded in BENCHMARKS.md
 	python benchmarks/bench_sep.py --rows 10000000
