@@ -32,7 +32,7 @@ TINY_PARAMS: dict[str, dict[str, Any]] = {
         "lightgbm": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 1},
         "lstm": {"sequence_length": 10, "units1": 8, "units2": 4, "epochs": 1, "batch_size": 256, "patience": 1},
     },
-    "walk_forward": {"train_days": 120, "test_days": 40, "max_folds": 2, "max_samples_per_symbol": None},
+    "walk_forward": {"train_days": 120, "test_days": 40, "n_folds": 2, "max_samples_per_symbol": None},
 }
 
 

@@ -125,7 +125,8 @@ def test_one_prediction_per_universe_ticker(
     market: Market, folder: Path, registry: int, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     last = market.frame["date"].max()
-    asof = f"{market.frame['date'].iloc[len(market.frame) // 2]:%Y-%m-%d}"
+    members = market.frame[market.frame[UNIVERSE_COLUMN]]  # a mid-history date with names in the universe
+    asof = f"{members['date'].sort_values().iloc[len(members) // 2]:%Y-%m-%d}"
     for day in (None, asof):
         out = tmp_path / f"{day or 'last'}.csv"
         argv = ["predict", "--model", f"{NAME}@production", "--sep", str(market.sep), "--params", str(market.params),

@@ -206,14 +206,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from sepflow.stages.build_features import FEATURES, MANIFEST
     from sepflow.stages.select_features import SELECTED_FEATURES
     from sepflow.training.tune import check_tunable, format_search, tune_target
+    from sepflow.validation.calendar import development_rows, trading_calendar
 
     params = load_params(args.params)
     check_tunable(args.family, params.train, args.trials)  # before any data is read
     chosen = read_json(SELECTED_FEATURES)  # the train stage's inputs, as `dvc repro train@FAMILY` reads them
     if args.target not in chosen:
         raise SepflowError(f"tune: {SELECTED_FEATURES} selects no features for {args.target!r}; targets: {sorted(chosen)}")
-    ds = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features)).build(
-        args.target, chosen[args.target])
+    builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
+    # The rows train@FAMILY tunes on: the development region of the date rule.
+    ds = development_rows(builder.build(args.target, chosen[args.target]),
+                          params.evaluation_window(trading_calendar(builder)))
     report = tune_target(args.family, args.target, ds, chosen[args.target], params.train, params.seed,
                          workers=args.workers, n_trials=args.trials)
     print(format_search(report))
@@ -270,11 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.set_defaults(func=_cmd_train_baseline)
 
     promote_cmd = sub.add_parser(
-        "promote", help="move an alias (production) to a version once its walk-forward metrics pass the gate",
-        description="Point --to (production) at a version after params.yaml promotion's gate: each gated "
-        "walk-forward metric must beat the current production version's (else the baseline family's) by "
-        "more than its margin. Roll back by promoting an older --version (a worse one needs --force). "
-        f"Exit {EXIT_REFUSED}: the gate refused (the side-by-side table is printed); {EXIT_BAD_INPUT}: bad input.",
+        "promote", help="move an alias (production) to a version once its walk-forward evidence passes the gate",
+        description="Point --to (production) at a version after params.yaml promotion's gate: the version's "
+        "walk-forward evidence must pass promotion.significance (e.g. rank-IC t-stat, PSR) and min_periods on "
+        "its own, and each gated metric must beat the current production version's (else the baseline "
+        "family's) by more than its margin, both walked on the same evaluation window; a metric the reference "
+        "leaves undefined is judged on the significance alone. Roll back by promoting an older --version (a "
+        "worse one needs --force). "
+        f"Exit {EXIT_REFUSED}: the gate refused (the side-by-side table, with standard errors and the failed "
+        f"rules, is printed); {EXIT_BAD_INPUT}: bad input.",
     )
     promote_cmd.add_argument("model", help="registered model name, <family>-<target> (e.g. xgboost-dir_5d)")
     source = promote_cmd.add_mutually_exclusive_group()

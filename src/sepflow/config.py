@@ -18,7 +18,8 @@ from sepflow.sep.schema import ValidationPolicy
 from sepflow.sep.synthetic import SyntheticParams
 from sepflow.sep.universe import UniverseParams
 from sepflow.tracking.gate import PromotionParams
-from sepflow.training.params import TrainParams, WalkForwardParams
+from sepflow.validation.calendar import EvaluationWindow, evaluation_window
+from sepflow.training.params import EvaluationParams, TrainParams, WalkForwardParams
 
 
 class IngestParams(BaseModel):
@@ -48,7 +49,15 @@ class Params(BaseModel):
     selection: SelectionParams = Field(default_factory=SelectionParams)
     train: TrainParams = Field(default_factory=TrainParams)
     walk_forward: WalkForwardParams = Field(default_factory=WalkForwardParams)
+    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     promotion: PromotionParams = Field(default_factory=PromotionParams)
+
+    def evaluation_window(self, calendar: Any) -> EvaluationWindow:
+        """The date rule on ``calendar`` (``trading_calendar``) for these params: the walk-forward's
+        window, ending where the longest horizon's book returns run out, embargoed by that horizon."""
+        longest = max(self.targets.horizons) + self.evaluation.execution_lag_days
+        return evaluation_window(calendar, window_days=self.walk_forward.window_days,
+                                 embargo_days=self.walk_forward.embargo_for(longest), label_days=longest)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -16,6 +16,8 @@ from sepflow.features.spec import (
 )
 from sepflow.features.targets import LABEL3_CLASSES
 from sepflow.io import write_json, write_panel
+from sepflow.sep.synthetic import SyntheticParams, generate_market
+from sepflow.sep.universe import UniverseParams, filter_universe
 
 FPARAMS = FeatureParams(sma_windows=[5, 20], lookback_52w=60)
 TPARAMS = TargetParams(horizons=[1, 5])
@@ -140,3 +142,64 @@ def test_assembled_frame_at_or_before_a_date_ignores_later_prices(tiny_panel) ->
     for target, spec in manifest["targets"].items():
         ended = (before[spec["label_end"]] <= cutoff).to_numpy()
         assert ended.any() and after.loc[ended, target].equals(before.loc[ended, target]), target
+
+
+# --- point-in-time universe: train/serve parity ----------------------------------------------
+
+
+UNIVERSE = UniverseParams(min_history_days=60, liquidity_window=20)
+
+
+@pytest.fixture(scope="module")
+def market():
+    return generate_market(SyntheticParams(n_tickers=40, n_days=400, seed=11))
+
+
+def pipeline_frame(sep: pd.DataFrame, tickers: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """What filter_sep then build_features produce from these prices."""
+    universe = filter_universe(sep, tickers, UNIVERSE)
+    return assemble_features_frame(universe.sep, FeatureParams(), TPARAMS)
+
+
+def test_features_on_data_cut_at_any_date_equal_the_full_run(market) -> None:
+    """Train/serve parity: the frame built from prices up to T equals the full run's rows up to T
+    (membership and every feature, cross-sectional ranks included), at month ends, mid-month,
+    the first day of a month and the day before the end."""
+    full, manifest = pipeline_frame(market.sep, market.tickers)
+    names = manifest["feature_names"]
+    assert full["in_universe"].any() and not full["in_universe"].all()
+    calendar = pd.DatetimeIndex(np.sort(market.sep["date"].unique()))
+    month = calendar.to_numpy().astype("datetime64[M]")
+    month_end = calendar[np.r_[month[1:] != month[:-1], True]]
+    month_start = calendar[np.r_[True, month[1:] != month[:-1]]]
+    for cut in [month_end[4], calendar[170], month_start[10], calendar[287], month_end[-2], calendar[-2]]:
+        part = market.sep.loc[market.sep["date"] <= cut].reset_index(drop=True)
+        got, _ = pipeline_frame(part, market.tickers)
+        expected = full.loc[full["date"] <= cut].reset_index(drop=True)
+        keys = ["ticker", "date", "in_universe"]
+        pd.testing.assert_frame_equal(got[keys].astype({"ticker": str}), expected[keys].astype({"ticker": str}))
+        members = expected["in_universe"].to_numpy()
+        assert members.sum() > 100 and expected.loc[members, "ret_20d_xs"].notna().sum() > 100
+        np.testing.assert_array_equal(
+            got.loc[members, names].to_numpy().view(np.uint32),
+            expected.loc[members, names].to_numpy().view(np.uint32),
+            err_msg=f"features of in-universe rows differ when the data ends on {cut:%Y-%m-%d}",
+        )
+        # Out of the universe too: per-ticker features match and every _xs is NaN.
+        np.testing.assert_array_equal(got[names].to_numpy().view(np.uint32), expected[names].to_numpy().view(np.uint32))
+        assert got.loc[~members, [n for n in names if n.endswith("_xs")]].isna().all().all()
+
+
+def test_removing_a_never_eligible_ticker_changes_no_other_ticker(market) -> None:
+    full, manifest = pipeline_frame(market.sep, market.tickers)
+    ever = full.groupby("ticker", observed=True)["in_universe"].any()
+    never = sorted(ever.index[~ever])
+    assert never, "the synthetic market has penny, illiquid and OTC names that never qualify"
+    assert set(never) <= set(full["ticker"].astype(str))  # kept in the panel, marked out
+    gone = never[0]
+    part = market.sep.loc[(market.sep["ticker"] != gone).to_numpy()].reset_index(drop=True)
+    got, _ = pipeline_frame(part, market.tickers)
+    expected = full.loc[(full["ticker"] != gone).to_numpy()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        got.astype({"ticker": str}), expected.astype({"ticker": str}), check_exact=True
+    )

@@ -9,12 +9,15 @@ from sepflow.features.dataset import assemble_features_frame
 from sepflow.features.engine import compute_features, ticker_partitions
 from sepflow.features.spec import FeatureParams, TargetParams, feature_signature
 from sepflow.sep.synthetic import SyntheticParams, generate_market
+from sepflow.sep.universe import UniverseParams, filter_universe
 
 
 @pytest.fixture(scope="module")
 def sep() -> pd.DataFrame:
+    """The universe panel build_features reads: with ``in_universe``, some tickers never in it."""
     market = generate_market(SyntheticParams(n_tickers=40, n_days=400))
-    return market.sep.assign(ticker=market.sep["ticker"].astype("str"))
+    universe = filter_universe(market.sep, market.tickers, UniverseParams(min_history_days=60, liquidity_window=20))
+    return universe.sep.assign(ticker=universe.sep["ticker"].astype("str"))
 
 
 def test_partitions_cut_at_ticker_boundaries(sep: pd.DataFrame) -> None:
@@ -37,6 +40,9 @@ def test_dask_engine_matches_local_on_a_two_worker_cluster(sep: pd.DataFrame) ->
     expected = compute_features(sep, local)
     got = compute_features(sep, distributed)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # The cross-sectional ranks are taken among in-universe rows in both engines.
+    assert expected.loc[~sep["in_universe"].to_numpy(), "ret_5d_xs"].isna().all()
+    assert expected.loc[sep["in_universe"].to_numpy(), "ret_5d_xs"].notna().any()
     frame_local, manifest_local = assemble_features_frame(sep, local, TargetParams())
     frame_dask, manifest_dask = assemble_features_frame(sep, distributed, TargetParams())
     pd.testing.assert_frame_equal(frame_dask, frame_local, check_exact=True)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepflow.errors import DataValidationError
-from sepflow.features.indicators import PanelLayout, build_features
+from sepflow.features.indicators import PanelLayout, add_cross_sectional, build_features
 from sepflow.features.spec import (
     BollingerParams,
     CrossSectionalParams,
@@ -321,6 +321,56 @@ def test_cross_sectional_rank_ties_by_hand() -> None:
     p = small(cross_sectional=CrossSectionalParams(features=["ret_1d"]))
     f = build_features(sep, p)
     np.testing.assert_allclose(f["ret_1d_xs"].iloc[1::2], [0.5, 0.5, 1.0, np.nan])
+
+
+def with_universe(sep: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``sep`` with a random point-in-time ``in_universe`` flag, and one ticker never in it."""
+    flags = np.random.default_rng(seed).random(len(sep)) > 0.3
+    flags[(sep["ticker"] == sep["ticker"].iloc[-1]).to_numpy()] = False
+    return sep.assign(in_universe=flags)
+
+
+@pytest.mark.parametrize("method", ["rank", "zscore"])
+def test_cross_sectional_features_use_in_universe_rows_only(method: str) -> None:
+    sep = with_universe(make_panel(n_tickers=8))
+    p = small(cross_sectional=CrossSectionalParams(method=method, features=["ret_3d", "rvol_5"]))
+    f = build_features(sep, p)
+    members = sep["in_universe"].to_numpy()
+    for name in ["ret_3d", "rvol_5"]:
+        xs = f[f"{name}_xs"].to_numpy()
+        assert np.isnan(xs[~members]).all(), f"{name}_xs is set outside the universe"
+        inside = f.loc[members, ["date", name]]
+        by_date = inside[name].astype("float64").groupby(inside["date"])
+        if method == "rank":
+            expected = by_date.rank(pct=True).astype(np.float32).to_numpy()
+            np.testing.assert_allclose(xs[members], expected, rtol=1e-6)
+        else:
+            expected = (inside[name] - by_date.transform("mean")) / by_date.transform("std", ddof=0)
+            assert_close(pd.Series(xs[members]), expected.to_numpy(), f"{name}_xs")
+        assert np.isfinite(xs[members]).sum() > 0.5 * members.sum()
+    # Per-ticker features ignore the flag.
+    unflagged = build_features(sep.drop(columns=["in_universe"]), p)
+    names = [n for n in feature_names(p) if not n.endswith("_xs")]
+    np.testing.assert_array_equal(bits(f, names), bits(unflagged, names))
+
+
+def test_rows_outside_the_universe_move_no_cross_sectional_value() -> None:
+    """Values on rows outside the universe, or a ticker never in it, change no ``_xs`` value."""
+    sep = with_universe(make_panel(n_tickers=8, seed=5), seed=6)
+    names = [n for n in feature_names(SMALL) if n.endswith("_xs")]
+    before = build_features(sep, SMALL)
+    members = sep["in_universe"].to_numpy()
+    # Whatever the per-ticker features are on out-of-universe rows, the ranks stay.
+    scrambled = build_features(sep, SMALL, cross_sectional=False)
+    for name in SMALL.cross_sectional.features:
+        scrambled.loc[~members, name] = np.random.default_rng(8).normal(size=int((~members).sum())).astype(np.float32)
+    after = add_cross_sectional(scrambled, SMALL, members)
+    np.testing.assert_array_equal(bits(after, names), bits(before, names))
+    # Removing the ticker that is never in the universe changes no other ticker's features.
+    kept = (sep["ticker"] != sep["ticker"].iloc[-1]).to_numpy()
+    without = build_features(sep.loc[kept].reset_index(drop=True), SMALL)
+    every = feature_names(SMALL)
+    np.testing.assert_array_equal(bits(without, every), bits(before.loc[kept], every))
 
 
 def test_disabled_blocks_drop_their_columns() -> None:

@@ -74,6 +74,14 @@ def test_signature_is_stable_and_sensitive() -> None:
         FeatureParams(cross_sectional=CrossSectionalParams(method="zscore"))
     )
     assert target_signature(TargetParams()) != target_signature(TargetParams(label3_threshold=0.02))
+    assert target_signature(TargetParams()) != target_signature(TargetParams(delisting_return=-0.3))
+    assert target_signature(TargetParams()) != target_signature(TargetParams(delisting_return=None))
+
+
+def test_cross_sectional_definition_names_the_universe() -> None:
+    """The ``_xs`` definition (hence the signature) says the ranks are taken within the universe."""
+    definition = spec.feature_definitions(FeatureParams())["ret_5d_xs"]
+    assert "in the universe" in definition and "NaN" in definition
 
 
 def test_signature_follows_code_version(monkeypatch) -> None:

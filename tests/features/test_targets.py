@@ -1,4 +1,4 @@
-"""build_targets: hand-checked values, ticker ends, label consistency, causality."""
+"""build_targets and daily_returns: hand-checked values, ticker ends, delistings, label consistency, causality."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sepflow.errors import DataValidationError
 from sepflow.features.spec import TargetParams
-from sepflow.features.targets import LABEL3_CLASSES, build_targets
+from sepflow.features.targets import LABEL3_CLASSES, build_targets, daily_returns
 
 PARAMS = TargetParams(horizons=[1, 2, 5])
 
@@ -51,16 +51,80 @@ def two_tickers() -> pd.DataFrame:
 
 
 def test_values_by_hand() -> None:
+    # B's last price (2024-01-03) comes before the data's last date: delisted at 90, at the
+    # default delisting return 0.0. A still trades on the last date: its last rows stay NaN.
     t = build_targets(
         two_tickers(), TargetParams(horizons=[1, 2], label3_threshold=0.15, label3_scaling="constant")
     )
-    np.testing.assert_allclose(t["return_1d"], [0.1, 0.1, -0.5, np.nan, -0.1, np.nan], rtol=1e-6)
-    np.testing.assert_allclose(t["return_2d"], [0.21, -0.45, np.nan, np.nan, np.nan, np.nan], rtol=1e-6)
-    np.testing.assert_array_equal(t["dir_1d"], [1, 1, 0, np.nan, 0, np.nan])
-    assert t["label3_2d"].tolist()[:2] == ["BULLISH", "BEARISH"] and t["label3_2d"].isna().sum() == 4
+    np.testing.assert_allclose(t["return_1d"], [0.1, 0.1, -0.5, np.nan, -0.1, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(t["return_2d"], [0.21, -0.45, np.nan, np.nan, -0.1, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(t["dir_1d"], [1, 1, 0, np.nan, 0, 0])
+    assert t["label3_2d"].tolist()[:2] == ["BULLISH", "BEARISH"] and t["label3_2d"].isna().sum() == 2
+    assert t["label3_2d"].tolist()[4:] == ["NEUTRAL", "NEUTRAL"]
     assert t["label3_1d"].tolist()[:3] == ["NEUTRAL", "NEUTRAL", "BEARISH"]
     assert t["label_end_1d"].tolist()[:3] == list(pd.to_datetime(["2024-01-03", "2024-01-05", "2024-01-08"]))
-    assert t["label_end_1d"].isna().tolist() == [False, False, False, True, False, True]
+    assert t["label_end_1d"].isna().tolist() == [False, False, False, True, False, False]
+    assert t["label_end_2d"].tolist()[4:] == list(pd.to_datetime(["2024-01-03", "2024-01-03"]))
+
+
+def delisting_panel() -> pd.DataFrame:
+    """A and Z trade to the data's last date (2024-01-09); D is delisted after 2024-01-04."""
+    live = pd.bdate_range("2024-01-02", "2024-01-09")
+    return pd.DataFrame(
+        {
+            "ticker": pd.array(["A"] * 6 + ["D"] * 4 + ["Z"] * 6, dtype="str"),
+            "date": [*live, *live[:4], *live],
+            "close": 1.0,
+            "closeadj": [*np.linspace(20, 25, 6), 10.0, 12.0, 15.0, 12.0, *np.linspace(50, 40, 6)],
+        }
+    )
+
+
+def test_delisted_names_get_the_delisting_return_and_live_names_stay_unknown() -> None:
+    params = TargetParams(horizons=[1, 2, 3], label3_threshold=0.1, label3_scaling="constant",
+                          delisting_return=-0.3)
+    sep = delisting_panel()
+    t = build_targets(sep, params)
+    d = (sep["ticker"] == "D").to_numpy()
+    last_d = pd.Timestamp("2024-01-05")
+    # Rows reaching past D's last price: (12 / price) * (1 - 0.3) - 1; its last row: exactly -0.3.
+    expected = {
+        1: [0.2, 0.25, -0.2, -0.3],
+        2: [0.5, 0.0, 12 / 15 * 0.7 - 1, -0.3],
+        3: [0.2, 12 / 12 * 0.7 - 1, 12 / 15 * 0.7 - 1, -0.3],
+    }
+    for h, values in expected.items():
+        ret = t[f"return_{h}d"].to_numpy()[d]
+        np.testing.assert_allclose(ret, values, rtol=1e-6, atol=1e-7)
+        settled_by_delisting = np.arange(4) + h >= 4
+        ends = t[f"label_end_{h}d"].to_numpy()[d]
+        assert (ends[settled_by_delisting] == last_d).all()
+        assert (ends[~settled_by_delisting] == sep["date"].to_numpy()[d][h:]).all()
+        np.testing.assert_array_equal(t[f"dir_{h}d"].to_numpy()[d], (ret > 0).astype(np.float32))
+        labels = np.where(ret > 0.1, "BULLISH", np.where(ret < -0.1, "BEARISH", "NEUTRAL"))
+        assert t[f"label3_{h}d"][d].tolist() == labels.tolist()
+        # Live names: the future after the data's last date is unknown.
+        for ticker in ("A", "Z"):
+            rows = t.loc[(sep["ticker"] == ticker).to_numpy()]
+            assert rows[f"return_{h}d"].isna().tolist() == [False] * (6 - h) + [True] * h
+            assert rows[f"dir_{h}d"].isna().sum() == h and rows[f"label3_{h}d"].isna().sum() == h
+            assert rows[f"label_end_{h}d"].isna().sum() == h
+    # The last row's return_1d is the delisting return itself: what a daily backtest books.
+    assert t["return_1d"].to_numpy()[d][-1] == np.float32(-0.3)
+    assert t.loc[d, "label3_1d"].iloc[-1] == "BEARISH" and t.loc[d, "dir_1d"].iloc[-1] == 0.0
+
+
+def test_delisting_return_is_configurable() -> None:
+    sep = delisting_panel()
+    d = (sep["ticker"] == "D").to_numpy()
+    takeover = build_targets(sep, TargetParams(horizons=[1, 3], delisting_return=0.25))
+    assert takeover["return_1d"].to_numpy()[d][-1] == np.float32(0.25) and takeover["dir_1d"].to_numpy()[d][-1] == 1
+    np.testing.assert_allclose(takeover["return_3d"].to_numpy()[d], [0.2, 0.25, 0.0, 0.25], rtol=1e-6, atol=1e-7)
+    off = build_targets(sep, TargetParams(horizons=[1, 3], delisting_return=None))
+    assert off["return_3d"].isna().to_numpy()[d].tolist() == [False, True, True, True]
+    assert off["label_end_1d"].isna().to_numpy()[d].tolist() == [False, False, False, True]
+    with pytest.raises(ValueError):
+        TargetParams(delisting_return=-1.0)
 
 
 def test_columns_and_dtypes() -> None:
@@ -75,8 +139,10 @@ def test_columns_and_dtypes() -> None:
 
 
 def test_last_h_rows_of_each_ticker_are_missing_and_never_borrow_the_next_ticker() -> None:
+    # Without delisting returns; every ticker of make_panel() also trades on the last date.
     sep = make_panel()
-    t = build_targets(sep, PARAMS)
+    assert (sep.groupby("ticker")["date"].max() == sep["date"].max()).all()
+    t = build_targets(sep, PARAMS.model_copy(update={"delisting_return": None}))
     rows_left = sep.groupby("ticker").cumcount(ascending=False).to_numpy()
     for h in PARAMS.horizons:
         incomplete = rows_left < h
@@ -184,3 +250,16 @@ def test_volatility_band_uses_trailing_volatility_only() -> None:
         decided = (ret - band).abs().gt(1e-9) & (ret + band).abs().gt(1e-9)  # away from float ties
         assert t[f"label3_{h}d"].astype(object)[decided].equals(expected[decided])
         assert t[f"label3_{h}d"].isna()[vol.isna()].all()  # no full window yet: no label
+
+
+def test_daily_returns_are_return_1d_with_the_delisting_return_on_the_last_row() -> None:
+    sep = delisting_panel()
+    params = TargetParams(horizons=[5], delisting_return=-0.3)
+    daily = daily_returns(sep, params)
+    assert list(daily.columns) == ["ticker", "date", "return"]
+    assert daily[["ticker", "date"]].equals(sep[["ticker", "date"]])
+    one_day = build_targets(sep, params.model_copy(update={"horizons": [1]}))["return_1d"]
+    np.testing.assert_array_equal(daily["return"].to_numpy().view(np.uint32), one_day.to_numpy().view(np.uint32))
+    last = sep.groupby("ticker").cumcount(ascending=False).to_numpy() == 0
+    assert daily.loc[last, "return"].tolist()[1] == np.float32(-0.3)  # D's last row
+    assert daily.loc[last, "return"].isna().tolist() == [True, False, True]  # A and Z trade on

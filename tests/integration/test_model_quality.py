@@ -3,9 +3,10 @@ the best comes close to the truth, and nothing is found in a null market (issue 
 
 The market is ``params.yaml: synthetic`` (the repository's defaults); its process and the true
 expected return ``truth["expected_return_5d"]`` are documented in ``sepflow.sep.synthetic``.
-Every family is trained by ``train_family`` on ``return_5d`` and walked forward by
-``walk_forward`` (4 expanding folds of 63 test dates, about 50 non-overlapping 5-day
-periods), then judged on its out-of-sample walk-forward predictions. The training and
+Every family is trained by ``train_family`` on ``return_5d`` on the date rule's development
+region and walked forward by ``walk_forward`` over the evaluation window (4 expanding folds of
+63 test dates: 252 daily rank ICs and a daily staggered book), then judged on its
+out-of-sample walk-forward predictions, and by the promotion gate against the dummy. The training and
 walk-forward settings are fixed here, not read from params.yaml, so that speed tweaks there
 cannot change what the thresholds below were derived for.
 
@@ -39,19 +40,22 @@ import pytest
 
 from sepflow.config import Params, load_params
 from sepflow.evaluation.metrics import information_coefficients
-from sepflow.evaluation.trading import TRADING_DAYS
 from sepflow.features.dataset import DatasetBuilder, assemble_features_frame
 from sepflow.features.spec import TargetParams
+from sepflow.features.targets import daily_returns
 from sepflow.sep.synthetic import generate_market
 from sepflow.sep.universe import filter_universe
+from sepflow.tracking.gate import PromotionParams, VersionMetrics, judge
 from sepflow.training.artifacts import load_trained
 from sepflow.training.params import TrainParams
 from sepflow.training.train import forward_returns_for, train_family
 from sepflow.training.walk_forward import (
+    Evidence,
     WalkForwardParams,
     WalkForwardResult,
     walk_forward,
 )
+from sepflow.validation.calendar import development_rows, evaluation_window, trading_calendar
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +79,8 @@ TRAIN = TrainParams.model_validate({
     "lstm": {"sequence_length": 20, "units1": 16, "units2": 8, "epochs": 3, "batch_size": 256, "patience": 1,
              "window_stride": 5},
 })  # fees, slippage, segment fractions and calibration: TrainParams defaults (10 bps a trade in all)
-WALK = WalkForwardParams(window="expanding", train_days=504, test_days=63, max_folds=4, max_samples_per_symbol=None)
+WALK = WalkForwardParams(window="expanding", train_days=504, test_days=63, n_folds=4, max_samples_per_symbol=None)
+LAG = 1  # the default execution lag
 # |t| of 3 is a 0.3% two-sided false alarm per statistic under the null; the null test makes
 # ten such checks (5 families x rank IC and Sharpe), about 3% for the whole test.
 Z = 3.0
@@ -89,6 +94,7 @@ class Walked:
 
     results: dict[str, WalkForwardResult]
     truth: pd.Series  # expected_return_5d by (ticker, date)
+    window: tuple[str, str]  # the evaluation window, ISO dates
 
     def truth_rank_ic(self, family: str) -> float:
         """Rank IC of the truth against the realised return on exactly ``family``'s prediction rows."""
@@ -100,19 +106,31 @@ class Walked:
 def _walk(params: Params, signal_strength: float, out: Path) -> Walked:
     market = generate_market(params.synthetic.model_copy(update={"signal_strength": signal_strength}))
     universe = filter_universe(market.sep, market.tickers, params.universe)
-    frame, manifest = assemble_features_frame(universe.sep, params.features, TargetParams(horizons=[HORIZON]))
+    targets = TargetParams(horizons=[HORIZON])
+    frame, manifest = assemble_features_frame(universe.sep, params.features, targets)
     builder = DatasetBuilder.from_frame(frame, manifest)
     ds = builder.build(TARGET, FEATURES)
-    returns = forward_returns_for(builder, ds)
+    window = evaluation_window(trading_calendar(builder), window_days=WALK.window_days,
+                               embargo_days=WALK.embargo_for(HORIZON + LAG), label_days=HORIZON + LAG)
+    development = development_rows(ds, window)
+    evidence = Evidence(window=window, forward_returns=forward_returns_for(builder, ds),
+                        daily_returns=daily_returns(universe.sep, targets), execution_lag=LAG, n_trials=len(FAMILIES))
     asof = str(market.sep["date"].max().date())
     results = {}
     for family in FAMILIES:
         folder = out / family
-        train_family(family, TARGET, ds, FEATURES, TRAIN, SEED, asof=asof, out_dir=folder, optuna_storage=None,
-                     forward_returns=returns)
-        results[family] = walk_forward(load_trained(folder), ds, returns, WALK, TRAIN)
+        train_family(family, TARGET, development, FEATURES, TRAIN, SEED, asof=asof, out_dir=folder,
+                     optuna_storage=None, forward_returns=forward_returns_for(builder, development))
+        results[family] = walk_forward(load_trained(folder), ds, evidence, WALK, TRAIN)
     truth = market.truth.assign(date=pd.to_datetime(market.truth["date"])).set_index(["ticker", "date"])
-    return Walked(results=results, truth=truth[f"expected_return_{HORIZON}d"])
+    return Walked(results=results, truth=truth[f"expected_return_{HORIZON}d"],
+                  window=(window.start.date().isoformat(), window.end.date().isoformat()))
+
+
+def _version(walked: Walked, family: str, version: int) -> VersionMetrics:
+    """``family``'s walk-forward as the registry would hold it (undefined metrics left out)."""
+    overall = {k: v for k, v in walked.results[family].overall.items() if math.isfinite(v)}
+    return VersionMetrics(f"{family}-{TARGET}", version, family, TARGET, None, {}, overall, *walked.window)
 
 
 @pytest.fixture(scope="module")
@@ -138,22 +156,21 @@ def _no_skill(value: float) -> float:
 
 
 def test_planted_signal_is_found(planted: Walked) -> None:
-    """One test for both checks on the planted market, so that xdist never builds it twice.
+    """One test for every check on the planted market, so that xdist never builds it twice.
 
-    Issue 5: every family beats the dummy. The dummy predicts one constant, so its rank IC is
-    undefined: no skill. A family beats it when its walk-forward rank IC is above zero by ``Z``
-    standard errors (t-statistic over non-overlapping dates; a family without skill gets there
-    by chance 0.13% of the time).
-
-    Issue 6: the truth is the best any model could do; the best family's walk-forward rank IC
-    must reach half of the truth's rank IC over the same prediction rows."""
+    Every family beats the dummy: the dummy predicts one constant, so its rank IC is undefined
+    (no skill), and a family beats it when its walk-forward rank IC is ``Z`` Newey–West standard
+    errors above zero. The truth is the best any model could do; the best family's walk-forward
+    rank IC must reach half of the truth's rank IC over the same prediction rows. And the
+    promotion gate, with its default rules, promotes at least one family against the dummy."""
     dummy = planted.results["dummy"].overall
     assert _no_skill(dummy["rank_ic"]) == 0.0
-    summary = {family: {key: round(result.overall[key], 3) for key in ("rank_ic", "rank_ic_tstat", "net_sharpe")}
+    summary = {family: {key: round(result.overall[key], 3)
+                        for key in ("rank_ic", "rank_ic_tstat", "net_sharpe", "net_sharpe_se", "psr")}
                for family, result in planted.results.items()}
     for family in FAMILIES[1:]:
         overall = planted.results[family].overall
-        assert overall["n_periods"] >= 30, summary  # enough independent dates for the t-statistic
+        assert overall["n_dates"] >= 250, summary  # every test date of the window counts
         assert overall["rank_ic"] > 0 and overall["rank_ic_tstat"] >= Z, (family, summary)
 
     best = max(FAMILIES[1:], key=lambda family: planted.results[family].overall["rank_ic"])
@@ -162,21 +179,27 @@ def test_planted_signal_is_found(planted: Walked) -> None:
     assert truth_ic > 0.05, truth_ic  # the planted signal is there to be found on these rows
     assert model_ic >= 0.5 * truth_ic, (best, model_ic, truth_ic)
 
+    reference = _version(planted, "dummy", 1)
+    promoted = [family for family in FAMILIES[1:]
+                if judge(_version(planted, family, 1), reference, PromotionParams()).allowed]
+    assert promoted, summary
+
 
 def test_null_market_shows_no_skill(null: Walked) -> None:
-    """Issue 6. With signal_strength 0 every name has the same expected return, so any skill would
-    be leakage. Rank IC: |t| < ``Z``. Sharpe: the standard error of an annualised Sharpe ratio
-    estimated from n periods is sqrt(periods_per_year / n) at a true Sharpe of 0 (Lo, 2002), so
-    the gross Sharpe must lie within ``Z`` of them around 0; costs only lower the net Sharpe, so
-    it must not exceed ``Z`` of them (a leak would show as a high net Sharpe)."""
+    """With signal_strength 0 every name has the same expected return, so any skill would be
+    leakage. Rank IC: |t| < ``Z``. Sharpe: within ``Z`` of its standard error around 0 (costs only
+    lower the net Sharpe, so it must not exceed ``Z`` of them: a leak would show as a high net
+    Sharpe). The gate refuses every family."""
     assert np.allclose(null.truth, null.truth.iloc[0])  # truly nothing to rank
-    periods_per_year = TRADING_DAYS / HORIZON
-    summary = {family: {key: round(result.overall[key], 3)
-                        for key in ("rank_ic", "rank_ic_tstat", "gross_sharpe", "net_sharpe", "n_periods")}
+    summary = {family: {key: round(result.overall.get(key, math.nan), 3)
+                        for key in ("rank_ic", "rank_ic_tstat", "gross_sharpe", "net_sharpe", "net_sharpe_se")}
                for family, result in null.results.items()}
+    reference = _version(null, "dummy", 1)
     for family, result in null.results.items():
         overall = result.overall
-        bound = Z * math.sqrt(periods_per_year / overall["n_periods"])
+        bound = Z * overall["net_sharpe_se"] if math.isfinite(overall["net_sharpe_se"]) else math.inf
         assert abs(_no_skill(overall["rank_ic_tstat"])) < Z, (family, summary)
         assert abs(_no_skill(overall["gross_sharpe"])) < bound, (family, bound, summary)
         assert _no_skill(overall["net_sharpe"]) < bound, (family, bound, summary)
+        if family != "dummy":
+            assert not judge(_version(null, family, 1), reference, PromotionParams()).allowed, (family, summary)

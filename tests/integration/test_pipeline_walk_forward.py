@@ -29,18 +29,23 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
     assert list(predictions.columns) == PREDICTION_COLUMNS
     assert sorted(predictions["target"].unique()) == sorted(targets)
     report = read_json(out / "metrics.json")
+    folds = read_json(out / "folds.json")
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    (walk_run,) = repo.stage_runs("walk_forward@xgboost")
     for target in targets:
-        overall = report["targets"][target]["overall"]
-        assert overall["n_folds"] == 2 and {"rank_ic", "ic", "icir", "net_sharpe", "gross_sharpe", "sortino",
-                                            "max_drawdown", "turnover"} <= set(overall)
-        assert len(report["targets"][target]["folds"]) == 2
+        overall = report[target]
+        assert all(isinstance(value, float) for value in overall.values())  # DVC-readable numbers only
+        assert overall["n_folds"] == 2 and {"rank_ic", "rank_ic_se", "rank_ic_tstat", "net_sharpe", "net_sharpe_se",
+                                            "psr", "dsr", "n_periods", "n_dates", "turnover"} <= set(overall)
+        assert overall["n_dates"] == folds["date_rule"]["eval_dates"] == 80  # 2 folds x 40 test dates
+        assert len(folds["folds"][target]) == 2
         for plot in ("equity", "rolling_ic", "folds"):
             assert (out / "plots" / plot / f"{target}.csv").exists()
-        # The gate's input: the evaluated candidate carries the walk-forward summary.
+        # The gate's input: the evaluated candidate carries the walk-forward evidence and its window.
         version = client.get_model_version_by_alias(f"xgboost-{target}", "candidate")
         assert float(version.tags["sepflow.wf.rank_ic"]) == pytest.approx(overall["rank_ic"])
-        assert version.tags["sepflow.wf.run_id"] == report["mlflow_run_id"]
+        assert version.tags["sepflow.wf.eval_start"] == folds["date_rule"]["eval_start"]
+        assert version.tags["sepflow.wf.run_id"] == walk_run.info.run_id
     # train@xgboost: one nested run per target, each registering its model version.
     (parent,) = repo.stage_runs("train@xgboost")
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -49,9 +54,8 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
         assert {"feature_importance.png", "tuning"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
         version = client.get_model_version_by_alias(f"xgboost-{child.data.tags['sepflow.target']}", "candidate")
         assert version.run_id == child.info.run_id
-    (run,) = repo.stage_runs("walk_forward@xgboost")
-    assert run.info.status == "FINISHED"
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "walk_forward")}
+    assert walk_run.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(walk_run.info.run_id, "walk_forward")}
     assert f"walk_forward/equity_{targets[0]}.png" in artifacts
     assert "walk_forward/predictions.parquet" in artifacts
 
@@ -62,14 +66,15 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
 
     _check_notebooks(root, repo.run("git", "rev-parse", "HEAD").stdout.strip()[:8], targets, execute_notebook)
 
-    # Another test length: DVC's diffs across two commits show the walk-forward numbers.
+    # Another validation tail: DVC's diffs across two commits show the walk-forward numbers. (The
+    # window's shape — test_days, n_folds — is the date rule every choice obeys: it retrains.)
     repo.commit("first walk-forward")
-    repo.set_params({"walk_forward": {"test_days": 30}})
+    repo.set_params({"walk_forward": {"validation_fraction": 0.3}})
     rerun = repo.run("dvc", "repro", "walk_forward@xgboost").stdout
     assert "Running stage 'walk_forward@xgboost'" in rerun and "Running stage 'train@xgboost'" not in rerun
-    repo.commit("shorter test blocks")
+    repo.commit("longer validation tails")
     params_diff = repo.run("dvc", "params", "diff", "HEAD~1", "HEAD").stdout
-    assert "walk_forward.test_days" in params_diff
+    assert "walk_forward.validation_fraction" in params_diff
     metrics_diff = repo.run("dvc", "metrics", "diff", "HEAD~1", "HEAD").stdout
     assert "reports/walk_forward/xgboost/metrics.json" in metrics_diff and "rank_ic" in metrics_diff
     repo.run("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", str(root / "plots_diff"))

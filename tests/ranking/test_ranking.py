@@ -17,6 +17,7 @@ from sepflow.ranking.features import (
 from sepflow.ranking.targets import RankingParams, rank_targets, sample_rows
 from sepflow.sep.synthetic import SyntheticParams, generate_market
 from sepflow.sep.universe import UniverseParams, filter_universe
+from sepflow.validation.calendar import EvaluationWindow, evaluation_window, trading_calendar
 
 MOMENTUM = {"ret_20d", "ret_60d", "ret_20d_xs", "ret_60d_xs", "sma_ratio_20", "sma_ratio_50", "sma_ratio_200",
             "w1_ret_4w", "w1_ret_13w", "macd", "macd_signal", "dist_52w_high", "dist_52w_low", "w1_sma_ratio_10w",
@@ -35,6 +36,11 @@ def builder_for(signal_strength: float, seed: int) -> DatasetBuilder:
     targets = TargetParams(horizons=[1, 10])
     frame, manifest = assemble_features_frame(universe.sep, FeatureParams(), targets)
     return DatasetBuilder.from_frame(frame, manifest)
+
+
+def window_for(builder: DatasetBuilder) -> EvaluationWindow:
+    """The default date rule's shape: a 252-date evaluation window, 10-day labels and a 1-day lag."""
+    return evaluation_window(trading_calendar(builder), window_days=252, embargo_days=11, label_days=11)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,7 @@ def test_sample_rows_spreads_each_ticker_evenly() -> None:
 
 @pytest.mark.slow
 def test_planted_signal_targets_rank_on_top(planted: DatasetBuilder) -> None:
-    ranking = rank_targets(planted, RANKING, seed=7)
+    ranking = rank_targets(planted, RANKING, seed=7, window=window_for(planted))
     table = ranking.table.set_index("target")
     assert set(table.index) == set(planted.manifest["targets"])
     assert ranking.selected and ranking.selected[0] in {"dir_10d", "return_10d", "label3_10d"}
@@ -74,7 +80,7 @@ def test_planted_signal_targets_rank_on_top(planted: DatasetBuilder) -> None:
 
 @pytest.mark.slow
 def test_null_market_has_nothing_predictable(null_market: DatasetBuilder) -> None:
-    ranking = rank_targets(null_market, RANKING, seed=7)
+    ranking = rank_targets(null_market, RANKING, seed=7, window=window_for(null_market))
     assert ranking.table["composite"].abs().max() < RANKING.min_predictability_score
     assert ranking.selected == [] and ranking.nothing_predictable
     assert ranking.table["reason"].str.contains("below min_predictability_score").all()
@@ -84,7 +90,7 @@ def test_null_market_has_nothing_predictable(null_market: DatasetBuilder) -> Non
 def test_selected_features_carry_the_signal(planted: DatasetBuilder) -> None:
     params = SelectionParams(families=["lightgbm", "xgboost", "random_forest"], top_m=8, require_min_models=2,
                              max_samples_per_symbol=300)
-    (selection,) = select_features(planted, ["dir_10d"], params, seed=7)
+    (selection,) = select_features(planted, ["dir_10d"], params, seed=7, window=window_for(planted))
     assert len(selection.selected) == 8
     assert set(selection.selected) & MOMENTUM
     table = selection.table
@@ -96,9 +102,11 @@ def test_selected_features_carry_the_signal(planted: DatasetBuilder) -> None:
 
 
 def test_manual_lists_bypass(planted: DatasetBuilder) -> None:
-    ranking = rank_targets(planted, RANKING.model_copy(update={"targets": ["dir_1d"]}), seed=7)
+    ranking = rank_targets(planted, RANKING.model_copy(update={"targets": ["dir_1d"]}), seed=7,
+                           window=window_for(planted))
     assert ranking.manual and ranking.selected == ["dir_1d"]
-    (selection,) = select_features(planted, ["dir_1d"], SelectionParams(manual={"dir_1d": ["ret_1d", "rsi_14"]}), 7)
+    (selection,) = select_features(planted, ["dir_1d"], SelectionParams(manual={"dir_1d": ["ret_1d", "rsi_14"]}), 7,
+                                   window=window_for(planted))
     assert selection.manual and selection.selected == ["ret_1d", "rsi_14"]
 
 
@@ -122,6 +130,6 @@ def test_consensus_needs_support_from_enough_families() -> None:
 
 def test_failing_family_is_isolated(planted: DatasetBuilder) -> None:
     params = RANKING.model_copy(update={"families": ["lightgbm", "no_such_family"]})
-    ranking = rank_targets(planted, params, seed=7)
+    ranking = rank_targets(planted, params, seed=7, window=window_for(planted))
     assert ranking.table["no_such_family_error"].notna().all()
     assert (ranking.table["families_ok"] == 1).all()

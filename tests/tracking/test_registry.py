@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from sepflow.config import load_params
@@ -18,6 +20,7 @@ from sepflow.features.spec import FeatureParams, TargetParams
 from sepflow.sep.synthetic import SyntheticParams, generate_market
 from sepflow.sep.universe import UniverseParams, filter_universe
 from sepflow.tracking.gate import PromotionParams, VersionMetrics, judge, side_by_side
+from sepflow.tracking.models_table import ModelRow, format_models
 from sepflow.tracking.registry import (
     PromotionRefused,
     model_name,
@@ -109,12 +112,20 @@ def test_pyfunc_from_alias_matches_load_trained(registered: list[int], folders: 
     assert not np.array_equal(one["probability"], two["probability"])
 
 
+WINDOW = {"eval_start": "2016-01-04", "eval_end": "2020-12-31"}
+# Significant evidence (passes the default significance and min_periods rules).
+STRONG = {"rank_ic_se": 0.01, "rank_ic_tstat": 3.0, "n_dates": 500.0, "net_sharpe_se": 0.3, "psr": 0.98,
+          "dsr": 0.9, "n_trials": 4.0, "n_periods": 500.0}
+
+
 def _tag_walk_forward(name: str, version: int, **metrics: float) -> None:
-    """What the walk-forward stage leaves on the version it evaluated."""
+    """What the walk-forward stage leaves on the version it evaluated: its metrics and their evidence
+    (undefined ones left out), the evaluation window and its run."""
     client = MlflowClient()
     for metric, value in metrics.items():
         client.set_model_version_tag(name, str(version), f"sepflow.wf.{metric}", repr(float(value)))
-    client.set_model_version_tag(name, str(version), "sepflow.wf.run_id", "0123456789abcdef")
+    for key, value in {**WINDOW, "run_id": "0123456789abcdef"}.items():
+        client.set_model_version_tag(name, str(version), f"sepflow.wf.{key}", value)
 
 
 def test_promotion_gate_force_audit_and_rollback(registered: list[int]) -> None:
@@ -123,25 +134,29 @@ def test_promotion_gate_force_audit_and_rollback(registered: list[int]) -> None:
     with pytest.raises(PromotionRefused, match=r"run `dvc repro walk_forward@xgboost` first"):
         promote(NAME, gate=gate)
 
-    _tag_walk_forward(NAME, 1, net_sharpe=0.4, rank_ic=0.02, n_folds=4)
-    _tag_walk_forward(NAME, 2, net_sharpe=0.9, rank_ic=0.05, n_folds=4)
+    _tag_walk_forward(NAME, 1, net_sharpe=0.4, rank_ic=0.02, n_folds=4, **STRONG)
+    _tag_walk_forward(NAME, 2, net_sharpe=0.9, rank_ic=0.05, n_folds=4, **STRONG)
     dummy = model_name("dummy", "dir_5d")  # the baseline: no production version of NAME yet
     client.create_registered_model(dummy)
     source = client.get_model_version(NAME, "1").source  # any model files do: the gate reads tags only
     client.create_model_version(dummy, source=source, tags={"sepflow.family": "dummy"})
     client.set_registered_model_alias(dummy, "candidate", "1")
-    _tag_walk_forward(dummy, 1, net_sharpe=0.1, n_folds=4)  # constant predictions: no rank IC tag
+    # Constant predictions: no rank IC tag (nor its standard error and t-stat).
+    _tag_walk_forward(dummy, 1, net_sharpe=0.1, net_sharpe_se=0.3, psr=0.6, n_periods=500, n_folds=4)
 
     first = promote(NAME, gate=gate, user="ci")
     assert (first.version, first.previous_version, first.forced) == (2, None, False)
-    assert "dummy-dir_5d v1 (@candidate)" in first.comparison and "0.0000*" in first.comparison
+    assert "dummy-dir_5d v1 (@candidate)" in first.comparison
+    rank_ic = next(line for line in first.comparison.splitlines() if line.startswith("rank_ic "))
+    assert rank_ic.split()[4:] == ["undefined", "reference", "undefined:", "judged", "on", "the", "candidate's",
+                                   "significance", "alone", "pass"]
     assert client.get_model_version_by_alias(NAME, "production").version == 2
     tags = client.get_model_version(NAME, "2").tags
     assert tags["sepflow.promoted_by"] == "ci" and tags["sepflow.previous_version"] == "none"
     assert tags["sepflow.promotion_reason"] == "gate passed" and tags["sepflow.promoted_at"]
     assert tags["sepflow.promotion_reference"] == "dummy-dir_5d v1"
 
-    with pytest.raises(PromotionRefused, match="net_sharpe, rank_ic not better than") as refused:
+    with pytest.raises(PromotionRefused, match="net_sharpe not better than .*; rank_ic not better than") as refused:
         promote(NAME, version=1, gate=gate)
     table = refused.value.comparison
     assert "xgboost-dir_5d v1" in table and "xgboost-dir_5d v2 (@production)" in table
@@ -169,35 +184,162 @@ def test_promotion_gate_force_audit_and_rollback(registered: list[int]) -> None:
         promote(NAME, version=7, gate=gate)
 
 
-def _version(number: int, name: str = "xgboost-dir_5d", **walk_forward: float) -> VersionMetrics:
-    return VersionMetrics(name, number, name.split("-")[0], "dir_5d", "roc_auc", {}, walk_forward)
+NAN = float("nan")
+WINDOW_DATES = (WINDOW["eval_start"], WINDOW["eval_end"])
 
 
-def test_judge_margins_directions_and_undefined_values() -> None:
+def _version(number: int, name: str = "xgboost-dir_5d", window: tuple[str, str] | None = WINDOW_DATES,
+             **walk_forward: float) -> VersionMetrics:
+    """A version as ``from_tags`` reads it: ``STRONG`` evidence under the given metrics, undefined ones left out."""
+    values = {k: v for k, v in {**STRONG, **walk_forward}.items() if v == v}
+    start, end = window or (None, None)
+    return VersionMetrics(name, number, name.split("-")[0], "dir_5d", "roc_auc", {}, values, start, end)
+
+
+def _dummy(**walk_forward: float) -> VersionMetrics:
+    """The dummy baseline: constant predictions, so no rank IC (nor its standard error and t-stat)."""
+    values = {"net_sharpe": 0.0, "psr": 0.5, "dsr": 0.1, "n_periods": 500.0, "n_dates": 500.0, **walk_forward}
+    return VersionMetrics("dummy-dir_5d", 1, "dummy", "dir_5d", "roc_auc", {}, values, *WINDOW_DATES)
+
+
+def test_version_metrics_from_tags_keeps_the_window_apart() -> None:
+    tags = {"sepflow.family": "xgboost", "sepflow.target": "dir_5d", "sepflow.wf.rank_ic": "0.019",
+            "sepflow.wf.rank_ic_se": "0.0432", "sepflow.wf.n_periods": "7.0", "sepflow.wf.eval_start": "2016-01-04",
+            "sepflow.wf.eval_end": "2020-12-31", "sepflow.wf.run_id": "abc", "sepflow.wf.note": "not a number",
+            "sepflow.metric.test.roc_auc": "0.55"}
+    read = VersionMetrics.from_tags("xgboost-dir_5d", 3, tags)
+    assert read.walk_forward == {"rank_ic": 0.019, "rank_ic_se": 0.0432, "n_periods": 7.0}
+    assert read.window == ("2016-01-04", "2020-12-31") and read.metrics == {"test.roc_auc": 0.55}
+    assert VersionMetrics.from_tags("x-y", 1, {"sepflow.wf.eval_start": "2016-01-04"}).window is None
+    assert math.isnan(read.value("psr"))
+
+
+def test_judge_significance_rules_pass_and_fail() -> None:
+    params = PromotionParams(significance={"rank_ic_tstat": 2.0, "psr": 0.95}, min_periods=0)
+    reference = _version(1, net_sharpe=0.2, rank_ic=0.01)
+    assert judge(_version(2, net_sharpe=0.5, rank_ic=0.03), reference, params).allowed
+    assert judge(_version(2, net_sharpe=0.5, rank_ic=0.03, rank_ic_tstat=2.0), reference, params).allowed  # ≥
+
+    weak = judge(_version(2, net_sharpe=0.5, rank_ic=0.03, rank_ic_tstat=0.44), reference, params)
+    assert not weak.allowed and [(r.metric, r.passed) for r in weak.requirements] == [
+        ("rank_ic_tstat", False), ("psr", True)]
+    assert all(c.passed for c in weak.checks)  # it beats the reference, but on noise
+    assert weak.summary() == "rank_ic_tstat 0.44, needs ≥ 2 (significance)"
+
+    missing = judge(_version(2, net_sharpe=0.5, rank_ic=0.03, psr=NAN), reference, params)  # no PSR tag
+    assert not missing.allowed and missing.summary() == "psr undefined, needs ≥ 0.95 (significance)"
+
+    errors = PromotionParams(significance={"log_loss": 0.69}, metrics=["rank_ic"], min_delta={}, min_periods=0)
+    assert judge(_version(2, rank_ic=0.03, log_loss=0.68), reference, errors).allowed  # errors: at most
+    assert not judge(_version(2, rank_ic=0.03, log_loss=0.70), reference, errors).allowed
+
+
+def test_judge_min_periods() -> None:
+    params = PromotionParams(min_periods=250)
+    reference = _version(1, net_sharpe=0.2, rank_ic=0.01)
+    assert judge(_version(2, net_sharpe=0.5, rank_ic=0.03, n_periods=250), reference, params).allowed
+    short = judge(_version(2, net_sharpe=0.5, rank_ic=0.03, n_periods=249), reference, params)
+    assert not short.allowed and short.summary() == "n_periods 249, needs ≥ 250 (min_periods)"
+    assert not judge(_version(2, net_sharpe=0.5, rank_ic=0.03, n_periods=NAN), reference, params).allowed
+    off = PromotionParams(min_periods=0)  # no rule: not even a check
+    assert judge(_version(2, net_sharpe=0.5, rank_ic=0.03, n_periods=7), reference, off).allowed
+
+
+def test_judge_refuses_another_window_and_names_the_rewalk() -> None:
+    params = PromotionParams()
+    candidate = _version(2, net_sharpe=0.5, rank_ic=0.03)
+    same = judge(candidate, _dummy(), params)
+    assert same.allowed and same.same_window
+    older = _version(1, "dummy-dir_5d", window=("2015-01-02", "2019-12-31"), net_sharpe=0.0)
+    moved = judge(candidate, older, params)
+    assert not moved.allowed and moved.same_window is False
+    assert moved.notes == ("dummy-dir_5d v1 was walked on another window (2015-01-02..2019-12-31) than "
+                           "xgboost-dir_5d v2 (2016-01-04..2020-12-31): "
+                           "re-walk it with `dvc repro walk_forward@dummy`",)
+    unknown = judge(candidate, _version(1, "dummy-dir_5d", window=None, net_sharpe=0.0), params)
+    assert not unknown.allowed and "walked on another window (unknown)" in unknown.summary()
+    # Its own production version: re-walking the family walks the candidate, so say what is left.
+    own = judge(candidate, _version(1, window=("2015-01-02", "2019-12-31"), net_sharpe=0.2, rank_ic=0.01), params)
+    assert ("re-walk it with `dvc repro walk_forward@xgboost` (that walks the version train@xgboost registered "
+            "last" in own.summary())
+    no_window = judge(_version(2, window=None, net_sharpe=0.5, rank_ic=0.03), _dummy(), params)
+    assert no_window.notes == ("xgboost-dir_5d v2 has no evaluation window (sepflow.wf.eval_start/eval_end): "
+                               "re-walk it with `dvc repro walk_forward@xgboost`",)
+
+
+def test_judge_undefined_reference_rests_on_significance_alone() -> None:
+    params = PromotionParams()
+    decision = judge(_version(2, net_sharpe=0.2, rank_ic=0.01), _dummy(), params, reference_alias="candidate")
+    assert decision.allowed
+    rank_ic = decision.checks[1]
+    assert rank_ic.reference_undefined and math.isnan(rank_ic.reference) and rank_ic.passed  # never 0
+    assert rank_ic.description == "reference undefined: judged on the candidate's significance alone"
+    # A tiny rank IC beats "undefined" only with significance; without it, it fails.
+    noise = judge(_version(2, net_sharpe=0.2, rank_ic=0.019, rank_ic_tstat=0.44), _dummy(), params)
+    assert not noise.allowed and not noise.checks[1].passed and noise.checks[0].passed
+    assert ("rank_ic: undefined for dummy-dir_5d v1, and the candidate's significance does not carry it"
+            in noise.failures)
+    # A significantly negative rank IC fails too: the t-stat floor is one-sided.
+    assert not judge(_version(2, net_sharpe=0.2, rank_ic=-0.03, rank_ic_tstat=-3.0), _dummy(), params).allowed
+    # No significance rules: nothing to judge an undefined reference metric on.
+    bare = PromotionParams(significance={}, min_periods=0)
+    refused = judge(_version(2, net_sharpe=0.2, rank_ic=0.03), _dummy(), bare)
+    assert not refused.allowed
+    assert "dummy-dir_5d v1 has no defined rank_ic and promotion.significance is empty" in refused.summary()
+
+
+def test_judge_defined_reference_must_beat_by_min_delta() -> None:
     params = PromotionParams(metrics=["net_sharpe", "rank_ic"], min_delta={"net_sharpe": 0.1})
     production = _version(1, net_sharpe=0.5, rank_ic=0.02)
     assert judge(_version(2, net_sharpe=0.61, rank_ic=0.03), production, params).allowed
     short = judge(_version(2, net_sharpe=0.59, rank_ic=0.03), production, params)  # better, not by the margin
     assert not short.allowed and [c.passed for c in short.checks] == [False, True]
+    assert short.checks[0].description == "Δ > +0.1000 (min_delta)"
+    assert short.summary() == "net_sharpe not better than xgboost-dir_5d v1 by more than 0.1 (min_delta)"
     assert not judge(_version(2, net_sharpe=0.7, rank_ic=0.02), production, params).allowed  # a tie is no win
 
-    undefined = judge(_version(2, net_sharpe=0.7, rank_ic=float("nan")), production, params)
-    assert not undefined.allowed and "no defined walk-forward rank_ic" in undefined.summary()
-
-    # The dummy's constant predictions have no rank IC: no skill (0) stands in for it.
-    dummy = _version(1, "dummy-dir_5d", net_sharpe=0.0, rank_ic=float("nan"))
-    versus_dummy = judge(_version(2, net_sharpe=0.2, rank_ic=0.01), dummy, params, reference_alias="candidate")
-    assert versus_dummy.allowed and versus_dummy.checks[1].no_skill and versus_dummy.checks[1].reference == 0.0
-    assert "no-skill value 0 stands in" in side_by_side(_version(2, net_sharpe=0.2, rank_ic=0.01), versus_dummy)
-
-    errors = PromotionParams(metrics=["rmse"], min_delta={"rmse": 0.01})  # smaller is better
-    assert judge(_version(2, rmse=0.08), _version(1, rmse=0.1), errors).allowed
-    assert not judge(_version(2, rmse=0.095), _version(1, rmse=0.1), errors).allowed
-    unknown = judge(_version(2, rmse=0.08), _version(1, net_sharpe=1.0), errors)  # no rmse, no stand-in
-    assert not unknown.allowed and unknown.summary() == "xgboost-dir_5d v1 has no defined walk-forward rmse to compare with"
+    undefined = judge(_version(2, net_sharpe=0.7, rank_ic=NAN), production, params)
+    assert not undefined.allowed
+    assert undefined.summary().startswith("xgboost-dir_5d v2 has no defined walk-forward rank_ic")
 
     alone = judge(_version(2, net_sharpe=1.0, rank_ic=0.1), None, params)
-    assert not alone.allowed and "nothing to compare with" in alone.notes
+    assert not alone.allowed and "nothing to compare with" in alone.notes and alone.same_window is None
+
+
+def test_judge_lower_is_better() -> None:
+    errors = PromotionParams(metrics=["rmse"], min_delta={"rmse": 0.01})  # smaller is better
+    assert judge(_version(2, rmse=0.08), _version(1, rmse=0.1), errors).allowed
+    worse = judge(_version(2, rmse=0.095), _version(1, rmse=0.1), errors)
+    assert not worse.allowed and worse.checks[0].description == "Δ < -0.0100 (min_delta)"
+    # The reference has no rmse: judged on the candidate's (passing) significance, never a stand-in.
+    assert judge(_version(2, rmse=0.08), _version(1, net_sharpe=1.0), errors).allowed
+
+
+def test_side_by_side_shows_standard_errors_and_the_failed_rules() -> None:
+    candidate = _version(2, net_sharpe=1.1, net_sharpe_se=0.95, rank_ic=0.019, rank_ic_se=0.0432,
+                         rank_ic_tstat=0.44, psr=0.87, dsr=0.41, n_periods=7, n_dates=7, roc_auc=0.51)
+    decision = judge(candidate, _dummy(), PromotionParams())
+    table = side_by_side(candidate, decision)
+    lines = table.splitlines()
+    assert lines[0].split() == ["walk-forward", "xgboost-dir_5d", "v2", "dummy-dir_5d", "v1", "delta", "rule", "result"]
+    assert [line.split()[0] for line in lines[1:12]] == [
+        "window", "net_sharpe", "rank_ic", "rank_ic_tstat", "psr", "n_periods", "n_dates", "dsr", "n_trials",
+        "roc_auc", "gate:"]
+    assert "1.1000 ± 0.9500" in table and "0.0190 ± 0.0432" in table and "rank_ic_se" not in table
+    assert lines[-1] == ("gate: refused (rank_ic_tstat 0.44, needs ≥ 2 (significance); psr 0.87, needs ≥ 0.95 "
+                         "(significance); n_periods 7, needs ≥ 250 (min_periods); rank_ic: undefined for dummy-dir_5d "
+                         "v1, and the candidate's significance does not carry it)")
+
+
+def test_format_models_evidence_columns() -> None:
+    rows = [ModelRow(_version(2, net_sharpe=0.9, rank_ic=0.04, roc_auc=0.6), ("production",)),
+            ModelRow(VersionMetrics("lgbm-dir_5d", 1, "lightgbm", "dir_5d", None, {}, {}), ())]
+    lines = format_models(rows, ["net_sharpe", "roc_auc"]).splitlines()
+    assert lines[0].split() == ["model", "version", "aliases", "family", "target", "wf", "rank_ic±se", "t", "wf",
+                                "net_sharpe±se", "psr", "dsr", "n", "wf", "roc_auc", "test", "headline"]
+    assert lines[1].split()[5:] == ["0.0400±0.0100", "3.00", "0.90±0.30", "0.98", "0.90", "500", "0.6000",
+                                    "roc_auc", "-"]
+    assert lines[2].split()[5:] == ["-"] * 8
 
 
 def test_walk_forward_gate_chooses_its_reference(add_version) -> None:
@@ -228,15 +370,47 @@ def test_walk_forward_gate_chooses_its_reference(add_version) -> None:
         "net_sharpe": 2.0, "rank_ic": 0.2}))).reference is None
 
 
+def test_walk_forward_gate_prefers_the_baseline_on_the_same_window(add_version) -> None:
+    gate = walk_forward_gate(PromotionParams())
+    old = ("2015-01-02", "2019-12-31")
+    add_version("dummy", walk_forward={"net_sharpe": 0.0, "rank_ic": NAN}, window=old)  # v1: production
+    MlflowClient().set_registered_model_alias("dummy-dir_5d", "production", "1")
+    add_version("xgboost", walk_forward={"net_sharpe": 0.5, "rank_ic": 0.02})
+    decision = gate(version_metrics("xgboost-dir_5d", 1))  # dummy v1 only, on another window
+    assert decision.reference_label == "dummy-dir_5d v1 (@production)" and not decision.allowed
+    assert "re-walk it with `dvc repro walk_forward@dummy`" in decision.summary()
+
+    add_version("dummy", walk_forward={"net_sharpe": 0.0, "rank_ic": NAN})  # v2, re-walked: the candidate
+    decision = gate(version_metrics("xgboost-dir_5d", 1))
+    assert decision.allowed and decision.reference_label == "dummy-dir_5d v2 (@candidate)"
+
+
 def test_promotion_params_in_params_yaml(tmp_path: Path) -> None:
-    assert load_params(REPO / "params.yaml").promotion == PromotionParams()  # params.yaml states the defaults
+    # params.yaml states the defaults (read on its own: other sections may be mid-edit elsewhere).
+    stated = yaml.safe_load((REPO / "params.yaml").read_text())["promotion"]
+    assert PromotionParams.model_validate(stated) == PromotionParams()
+    assert PromotionParams().significance == {"rank_ic_tstat": 2.0, "psr": 0.95}
+    assert PromotionParams().min_periods == 250
+    path = tmp_path / "params.yaml"
+    # A section written before the significance rules: they take their defaults.
+    path.write_text("promotion: {metrics: [net_sharpe, rank_ic], min_delta: {net_sharpe: 0.05}}\n")
+    old = load_params(path).promotion
+    assert old.significance == PromotionParams().significance and old.min_periods == 250
     for section, complaint in (
         ("{min_delta: {roc_auc: 0.01}}", r"promotion: .*min_delta names metrics the gate does not use: \['roc_auc'\]"),
         ("{baseline_family: naive}", "promotion.baseline_family"),
         ("{metrics: []}", "promotion.metrics"),
         ("{min_delta: {net_sharpe: .nan}}", "promotion.min_delta"),
+        ("{metrics: [net_sharp]}", r"promotion.metrics: .*unknown walk-forward metrics \['net_sharp'\]; known: "),
+        ("{metrics: [rank_ic_se]}", r"promotion.metrics: .*\['rank_ic_se'\] are standard errors or sample sizes"),
+        ("{significance: {t_stat: 2.0}}", r"promotion.significance: .*unknown walk-forward metrics \['t_stat'\]"),
+        ("{significance: {n_periods: 250}}", r"promotion.significance: .*n_periods: use min_periods"),
+        ("{significance: {psr: 95}}", r"promotion.significance: .*probabilities: thresholds must lie in \[0, 1\]"),
+        ("{significance: {psr: .inf}}", "promotion.significance: .*finite numbers"),
+        ("{min_periods: -1}", r"promotion.min_periods: .*0 or more .*got -1"),
+        ("{min_periods: 2.5}", r"promotion.min_periods: .*whole number"),
+        ("{min_period: 250}", "promotion.min_period"),
     ):
-        path = tmp_path / "params.yaml"
         path.write_text(f"promotion: {section}\n")
         with pytest.raises(ConfigError, match=complaint):
             load_params(path)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 
 from sepflow.features.dataset import DatasetBuilder, assemble_features_frame
 from sepflow.features.spec import FeatureParams, TargetParams
+from sepflow.features.targets import daily_returns
 from sepflow.sep.synthetic import SyntheticParams, generate_market
 from sepflow.sep.universe import UniverseParams, filter_universe
 from sepflow.training.params import TrainParams
@@ -32,12 +34,23 @@ FAST: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def builder() -> DatasetBuilder:
-    """30 tickers × 400 days; about 4,600 usable rows over 16 tickers for the features below."""
+def universe_sep() -> pd.DataFrame:
+    """30 tickers × 400 days of the synthetic market, universe-filtered (``in_universe`` per row)."""
     market = generate_market(SyntheticParams(n_tickers=30, n_days=400, signal_strength=3))
-    universe = filter_universe(market.sep, market.tickers, UniverseParams(min_history_days=60, liquidity_window=20))
-    frame, manifest = assemble_features_frame(universe.sep, FeatureParams(), TargetParams(horizons=[5]))
+    return filter_universe(market.sep, market.tickers, UniverseParams(min_history_days=60, liquidity_window=20)).sep
+
+
+@pytest.fixture(scope="session")
+def builder(universe_sep: pd.DataFrame) -> DatasetBuilder:
+    """About 4,600 usable rows over 16 tickers for the features below."""
+    frame, manifest = assemble_features_frame(universe_sep, FeatureParams(), TargetParams(horizons=[5]))
     return DatasetBuilder.from_frame(frame, manifest)
+
+
+@pytest.fixture(scope="session")
+def daily(universe_sep: pd.DataFrame) -> pd.DataFrame:
+    """ticker, date, return: what a daily book earns on each name."""
+    return daily_returns(universe_sep, TargetParams(horizons=[5]))
 
 
 @pytest.fixture(scope="session")

@@ -39,17 +39,20 @@ def random_panels(draw: st.DrawFn) -> pd.DataFrame:
 
 
 def _purged_kfold_reference(panel: pd.DataFrame, n_splits: int, embargo_days: int) -> list[tuple[set, set]]:
-    """The definition, row by row: the test block, purge by label overlap, embargo after."""
+    """The definition, row by row: the test block, purge by overlap with the test labels' span
+    on both sides, embargo after."""
     unique_dates = sorted(panel["date"].unique())
     folds = []
     for block in np.array_split(np.arange(len(unique_dates)), n_splits):
         test_start, test_end = unique_dates[block[0]], unique_dates[block[-1]]
+        in_block = (panel["date"] >= test_start) & (panel["date"] <= test_end)
+        labels_end = panel.loc[in_block, "label_end"].max()
         embargo = set(unique_dates[block[-1] + 1: block[-1] + 1 + embargo_days])
         test, train = set(), set()
         for i, row in enumerate(panel.itertuples()):
             if test_start <= row.date <= test_end:
                 test.add(i)
-            elif not (row.date <= test_end and row.label_end >= test_start) and row.date not in embargo:
+            elif not (row.date <= labels_end and row.label_end >= test_start) and row.date not in embargo:
                 train.add(i)
         folds.append((train, test))
     return folds
@@ -79,8 +82,8 @@ def test_purged_kfold_never_trains_on_overlapping_or_embargoed_rows(panel, n_spl
         assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
         assert not set(train) & set(test)
         test_start, test_end = dates[test].min(), dates[test].max()
-        # No training label interval [date, label_end] overlaps [test_start, test_end].
-        assert not np.any((dates[train] <= test_end) & (label_end[train] >= test_start))
+        # No training label interval [date, label_end] overlaps the test labels' span, on either side.
+        assert not np.any((dates[train] <= label_end[test].max()) & (label_end[train] >= test_start))
         after = unique_dates[unique_dates > test_end][:embargo_days]
         assert not np.isin(dates[train], after).any()
         tested_dates.extend(np.unique(dates[test]))
@@ -148,9 +151,10 @@ def test_purged_kfold_works_as_cv_in_cross_val_score():
     cv = PurgedKFold(n_splits=4, embargo_days=5)
     scores = cross_val_score(LogisticRegression(), X, y, cv=cv, groups=panel[["date", "label_end"]])
     assert len(scores) == 4 and np.isfinite(scores).all()
-    # Horizon 5 = embargo 5: the 5 dates before each later block are purged, the 5 after embargoed.
-    assert cv.fold_ranges_["n_purged"].tolist() == [0, 15, 15, 15]
-    assert cv.fold_ranges_["n_embargoed"].tolist() == [15, 15, 15, 0]
+    # Horizon 5: the 5 dates before each later block are purged (labels reaching in), and so are the
+    # 5 after each earlier block (dated inside its test labels), which the embargo of 5 also covers.
+    assert cv.fold_ranges_["n_purged"].tolist() == [15, 30, 30, 15]
+    assert cv.fold_ranges_["n_embargoed"].tolist() == [0, 0, 0, 0]
 
 
 def test_walk_forward_works_in_randomized_search_and_with_keyword_dates():
@@ -216,3 +220,28 @@ def test_purging_removes_spurious_skill_that_shuffled_kfold_reports():
     leaky = cross_val_score(model, X, y, cv=KFold(5, shuffle=True, random_state=0), scoring="roc_auc")
     assert abs(purged.mean() - 0.5) < 0.03
     assert leaky.mean() > 0.55
+
+
+def test_purged_kfold_purges_after_the_block_where_a_test_label_outlasts_the_embargo():
+    """A ticker with missing days stretches its test label past the embargo: the rows it spans
+    after the block are purged too (a one-sided purge trained on them)."""
+    calendar = pd.bdate_range("2022-01-03", periods=12)
+    panel = pd.DataFrame({"date": calendar[:10], "label_end": calendar[1:11]})
+    panel.loc[4, "label_end"] = calendar[9]  # fold 1 tests dates 4..5 (3 folds of 10 dates: 4, 3, 3)
+    train, test = list(PurgedKFold(3, embargo_days=1).split(panel, groups=panel))[0]
+    assert list(test) == [0, 1, 2, 3]
+    train, test = list(PurgedKFold(3, embargo_days=1).split(panel, groups=panel))[1]
+    assert list(test) == [4, 5, 6]
+    assert list(train) == [0, 1, 2]  # 3: its label reaches the block; 7: embargo; 8, 9: inside row 4's label
+
+
+def test_walk_forward_anchors_its_first_block_on_the_first_test_date():
+    calendar = pd.bdate_range("2022-01-03", periods=40)
+    panel = pd.DataFrame({"date": calendar, "label_end": calendar})
+    splitter = WalkForward(test_days=5, embargo_days=2, min_train_days=10, first_test_date=calendar[23])
+    folds = list(splitter.split(panel, groups=panel))
+    assert [int(test[0]) for _, test in folds] == [23, 28, 33]
+    assert splitter.get_n_splits(dates=panel["date"]) == 3
+    with pytest.raises(ConfigError, match="first test date"):
+        list(WalkForward(test_days=5, embargo_days=2, min_train_days=10, first_test_date=calendar[11]).split(
+            panel, groups=panel))

@@ -2,8 +2,8 @@
 
 Per-ticker features only ever look at one ticker's rows, so the panel can be cut at ticker
 boundaries and each part computed anywhere; the cross-sectional ``_xs`` columns need every
-ticker of a date and are added afterwards over the whole panel. Both engines therefore give
-byte-identical output.
+in-universe ticker of a date and are added afterwards over the whole panel, with the same
+``in_universe`` mask the local engine uses. Both engines therefore give byte-identical output.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sepflow.distributed import dask_client
-from sepflow.features.indicators import add_cross_sectional, build_features
+from sepflow.features.indicators import add_cross_sectional, build_features, universe_mask
 from sepflow.features.spec import FeatureParams
 from sepflow.progress import progress
 
@@ -28,7 +28,7 @@ def ticker_partitions(sep: pd.DataFrame, n_parts: int) -> list[pd.DataFrame]:
 
 
 def compute_features(sep: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
-    """``build_features`` on the configured engine."""
+    """``build_features`` on the configured engine (``_xs`` ranked among ``in_universe`` rows)."""
     if params.engine == "local":
         return build_features(sep, params)
     from distributed import as_completed
@@ -42,4 +42,4 @@ def compute_features(sep: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
             pass  # the bar advances as partitions finish; gather keeps their order
         frames = client.gather(futures)
     frame = pd.concat(frames, ignore_index=True)
-    return add_cross_sectional(frame, params)
+    return add_cross_sectional(frame, params, universe_mask(sep))

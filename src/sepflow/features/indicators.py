@@ -11,6 +11,12 @@ extremes), which buys three properties at once:
   recursions), so a feature at date t uses prices at or before t;
 - no Python loop over rows or tickers.
 
+The cross-sectional ``*_xs`` features rank (or z-score) a feature per date among the rows
+**in the universe** on that date (the panel's ``in_universe`` column, when it has one) and
+are NaN on the other rows. Who is ranked at t is thus decided by point-in-time membership at
+t, never by later data, and a ticker outside the universe changes no other ticker's value:
+features of the panel cut at any date equal the full panel's up to that date.
+
 When every ticker has the same number of rows the matrix is a reshape (no copy); otherwise
 it holds n_tickers × longest history cells, so very ragged panels pay memory for padding.
 
@@ -33,6 +39,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import lfilter
 
 from sepflow.errors import DataValidationError
+from sepflow.features.manifest import UNIVERSE_COLUMN  # point-in-time membership, from filter_sep
 from sepflow.features.spec import FeatureParams, feature_names
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "closeadj", "volume")
@@ -498,13 +505,25 @@ def _date_codes(days: np.ndarray) -> np.ndarray:
 # --- entry point ------------------------------------------------------------------------------
 
 
+def universe_mask(sep: pd.DataFrame) -> np.ndarray | None:
+    """The panel's ``in_universe`` flags as a bool array, or None when it has no such column."""
+    if UNIVERSE_COLUMN not in sep.columns:
+        return None
+    flags = sep[UNIVERSE_COLUMN]
+    if flags.isna().any():
+        raise DataValidationError(f"SEP column {UNIVERSE_COLUMN!r} has {int(flags.isna().sum())} missing values")
+    return flags.to_numpy(dtype=bool)
+
+
 def build_features(sep: pd.DataFrame, params: FeatureParams, *, cross_sectional: bool = True) -> pd.DataFrame:
     """Features of a SEP panel sorted by ticker then date: ticker, date, then float32 features.
 
     Columns follow ``spec.feature_names(params)``; row order is the panel's. Infinite values
-    (a zero divisor, e.g. a flat Bollinger band) become NaN. With ``cross_sectional=False``
-    the ``_xs`` columns stay NaN: per-ticker work that can run on any partition of tickers,
-    completed later by :func:`add_cross_sectional` over the whole panel.
+    (a zero divisor, e.g. a flat Bollinger band) become NaN. The ``_xs`` columns rank among
+    the panel's ``in_universe`` rows of each date (every row when it has no such column).
+    With ``cross_sectional=False`` the ``_xs`` columns stay NaN: per-ticker work that can
+    run on any partition of tickers, completed later by :func:`add_cross_sectional` over
+    the whole panel.
     """
     codes = panel_group_codes(sep, PRICE_COLUMNS)
     names = feature_names(params)
@@ -536,20 +555,47 @@ def build_features(sep: pd.DataFrame, params: FeatureParams, *, cross_sectional:
     # reset_index keeps the key columns as copy-on-write references to the input's, no copy.
     frame.insert(0, "date", sep["date"].reset_index(drop=True))
     frame.insert(0, "ticker", sep["ticker"].reset_index(drop=True))
-    return add_cross_sectional(frame, params) if cross_sectional else frame
+    return add_cross_sectional(frame, params, universe_mask(sep)) if cross_sectional else frame
 
 
-def add_cross_sectional(features: pd.DataFrame, params: FeatureParams) -> pd.DataFrame:
-    """Fill the ``_xs`` columns (per-date rank or z-score over every ticker present) in place."""
+def add_cross_sectional(
+    features: pd.DataFrame, params: FeatureParams, in_universe: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Fill the ``_xs`` columns in place: per-date rank or z-score among the rows where
+    ``in_universe`` is true (every row when it is None), NaN on the other rows."""
     xs = params.cross_sectional
     if not xs.features or features.empty:
         return features
+    members: np.ndarray | None = None
+    if in_universe is not None:
+        in_universe = np.asarray(in_universe, dtype=bool)
+        if in_universe.shape != (len(features),):
+            raise DataValidationError(
+                f"in_universe has {in_universe.size} flags for {len(features)} feature rows"
+            )
+        if not in_universe.all():
+            members = np.flatnonzero(in_universe)
+    if members is not None and members.size == 0:
+        for name in xs.features:
+            features[f"{name}_xs"] = np.full(len(features), np.nan, dtype=np.float32)
+        return features
     days = calendar_days(features["date"])
+    if members is not None:
+        days = days[members]
     date_code = _date_codes(days)
     dates = PanelLayout.from_codes(date_code) if xs.method == "rank" else None
     with np.errstate(divide="ignore", invalid="ignore"):  # dates with one name or none
         for name in xs.features:
-            base = features[name].to_numpy(dtype=np.float32, copy=True)  # the rank works in place
-            values = _cross_sectional_rank(base, dates) if dates is not None else _cross_sectional_zscore(base, date_code)
-            features[f"{name}_xs"] = np.where(np.isfinite(values), values, np.nan).astype(np.float32)
+            column = features[name].to_numpy(dtype=np.float32)
+            base = column.copy() if members is None else column[members]  # the rank works in place
+            if dates is not None:
+                values = _cross_sectional_rank(base, dates)
+            else:
+                values = _cross_sectional_zscore(base, date_code)
+            values = np.where(np.isfinite(values), values, np.nan).astype(np.float32)
+            if members is not None:
+                spread = np.full(len(features), np.nan, dtype=np.float32)
+                spread[members] = values
+                values = spread
+            features[f"{name}_xs"] = values
     return features

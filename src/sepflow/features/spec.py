@@ -17,7 +17,8 @@ from sepflow.distributed import DaskParams  # shared with train.engine: dask
 
 # Bump whenever a formula in indicators.py or targets.py changes meaning or numerics, so
 # a features file built by older code no longer matches the signature a stage expects.
-FEATURE_CODE_VERSION = "1"
+# 2: ``_xs`` rank among in-universe rows only (NaN off the universe); delisting returns in targets.
+FEATURE_CODE_VERSION = "2"
 EXECUTION_SETTINGS = {"engine", "dask"}
 
 
@@ -51,7 +52,8 @@ class BollingerParams(_Params):
 
 
 class CrossSectionalParams(_Params):
-    """Per-date rank (pct, average ties) or z-score of some per-ticker features, suffix ``_xs``."""
+    """Per-date rank (pct, average ties) or z-score of some per-ticker features, suffix ``_xs``,
+    among the rows in the universe that date (``in_universe``); NaN on the other rows."""
 
     method: Literal["rank", "zscore"] = "rank"
     features: list[str] = ["ret_5d", "ret_20d", "ret_60d", "rvol_20", "log_dollar_volume_20"]
@@ -124,7 +126,9 @@ class FeatureParams(_Params):
 
 
 class TargetParams(_Params):
-    """Forward-looking targets; horizons count the ticker's own rows (trading days)."""
+    """Forward-looking targets; horizons count the ticker's own rows (trading days).
+
+    ``delisting_return``: see ``targets`` (the CRSP delisting convention)."""
 
     horizons: list[int] = [1, 5, 10, 30]
     price_column: Literal["closeadj", "close"] = "closeadj"
@@ -139,6 +143,20 @@ class TargetParams(_Params):
         ),
     )
     label3_vol_window: int = Field(20, ge=2, description="trailing rows (up to t) of the volatility band")
+    delisting_return: float | None = Field(
+        0.0,
+        gt=-1.0,
+        description=(
+            "CRSP-style return from a delisted name's last price to what holders finally got, compounded "
+            "into the targets of its last h rows (its last row's return_1d is this value). A ticker is "
+            "delisted when its last price comes before the panel's last date. 0.0: exit at the last price "
+            "(the synthetic market's delistings, which end a price path at random, with no shock); -0.30: "
+            "the usual plug for delistings of unknown reason, after Shumway (1997, Journal of Finance "
+            "52(1), 'The Delisting Bias in CRSP Data'), who finds performance-related delistings' missing "
+            "returns average about -30%; null: no delisting return, those rows keep NaN targets "
+            "(survivorship-biased)"
+        ),
+    )
 
     @field_validator("horizons")
     @classmethod
@@ -203,7 +221,10 @@ def feature_definitions(params: FeatureParams) -> dict[str, str]:
     xs = params.cross_sectional
     how = "pct rank (average ties)" if xs.method == "rank" else "z-score (population std)"
     for name in xs.features:
-        defs[f"{name}_xs"] = f"per-date {how} of {name} over the tickers present that date"
+        defs[f"{name}_xs"] = (
+            f"per-date {how} of {name} over the tickers in the universe that date (in_universe); "
+            "NaN on rows outside it"
+        )
     return defs
 
 

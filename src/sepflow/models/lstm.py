@@ -241,7 +241,8 @@ class LSTMModel(SepflowModel):
             self.target_std_ = float(y.std()) or 1.0
         windows, rows = self._windows(X)
         # Sequence sampling: neighbouring windows share all but one row, so every k-th window
-        # keeps nearly all the information at 1/k of the cost. Validation uses every row.
+        # keeps nearly all the information at 1/k of the cost. The validation loss that early
+        # stopping watches is sampled the same way (it only has to rank epochs).
         sample = slice(None, None, int(self.window_stride))
         train = net.WindowBatches(
             windows, rows[sample], self._targets(y)[sample], self.batch_size, shuffle_seed=int(self.random_state),
@@ -251,7 +252,7 @@ class LSTMModel(SepflowModel):
             combined, is_new = with_context(X, eval_set[0], int(self.sequence_length))
             val_windows, val_rows = self._windows(combined)
             validation = net.WindowBatches(
-                val_windows, val_rows[is_new], self._targets(eval_set[1]), self.batch_size,
+                val_windows, val_rows[is_new][sample], self._targets(eval_set[1])[sample], self.batch_size,
             )
             callbacks.append(net.early_stopping(int(self.patience)))
         activation, loss = {

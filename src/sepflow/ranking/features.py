@@ -34,6 +34,7 @@ from sepflow.models.base import make_model
 from sepflow.progress import parallel_map
 from sepflow.ranking.params import SelectionParams
 from sepflow.ranking.targets import QUICK_MODELS, panel_frame, sample_rows
+from sepflow.validation.calendar import EvaluationWindow, development_rows
 from sepflow.validation.splits import PurgedKFold
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ def consensus(results: list[FamilyImportance], features: list[str], params: Sele
     return table.sort_values("rank")
 
 
-def select_features(builder: DatasetBuilder, targets: list[str], params: SelectionParams, seed: int) -> list[FeatureSelection]:
-    """Select features for each target; a target whose every family fails is reported and skipped."""
+def select_features(
+    builder: DatasetBuilder, targets: list[str], params: SelectionParams, seed: int, *, window: EvaluationWindow,
+) -> list[FeatureSelection]:
+    """Select features for each target on the development region of ``window``; a target whose
+    every family fails is reported and skipped."""
     names = list(builder.manifest["feature_names"])
     out: list[FeatureSelection] = []
     jobs: list[tuple[str, tuple]] = []
@@ -136,7 +140,7 @@ def select_features(builder: DatasetBuilder, targets: list[str], params: Selecti
             out.append(FeatureSelection(target, list(params.manual[target]), table, pd.DataFrame(), {}, manual=True))
             continue
         spec = builder.manifest["targets"][target]
-        ds = builder.build(target)
+        ds = development_rows(builder.build(target), window)
         X, y, groups = panel_frame(ds, sample_rows(ds.tickers, params.max_samples_per_symbol))
         cv = PurgedKFold(params.n_splits, embargo_days=max(params.embargo_days, int(spec["horizon"])))
         jobs += [(target, (family, spec["kind"], X, y, groups, cv, params, seed)) for family in params.families]

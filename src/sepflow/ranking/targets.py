@@ -34,6 +34,7 @@ from sepflow.features.targets import LABEL3_CLASSES
 from sepflow.models.base import make_model
 from sepflow.progress import parallel_map
 from sepflow.ranking.params import RankingParams
+from sepflow.validation.calendar import EvaluationWindow, development_rows
 from sepflow.validation.splits import PurgedKFold
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,9 @@ class TargetRanking:
         return not self.manual and not self.selected
 
 
-def rank_targets(builder: DatasetBuilder, params: RankingParams, seed: int) -> TargetRanking:
-    """Evaluate every candidate target with every family and rank them (see module docstring)."""
+def rank_targets(builder: DatasetBuilder, params: RankingParams, seed: int, *, window: EvaluationWindow) -> TargetRanking:
+    """Evaluate every candidate target with every family and rank them (see module docstring), on
+    the development region of ``window`` only."""
     manifest_targets = builder.manifest["targets"]
     if params.targets is not None:
         unknown = sorted(set(params.targets) - set(manifest_targets))
@@ -159,7 +161,7 @@ def rank_targets(builder: DatasetBuilder, params: RankingParams, seed: int) -> T
     jobs, meta = [], {}
     for target, spec in manifest_targets.items():
         try:
-            ds = builder.build(target)
+            ds = development_rows(builder.build(target), window)
         except SepflowError as exc:  # one unusable target is reported, the others still ranked
             log.warning("rank_targets: target %s skipped: %s", target, exc)
             meta[target] = {"kind": spec["kind"], "horizon": spec["horizon"], "n_rows": 0, "error": str(exc)}

@@ -2,15 +2,36 @@
 
 Two kinds of rule, because they answer different questions:
 
-* **Static rules** (TICKERS category and exchange, an explicit symbol list) say what a
-  security *is*; failing tickers are removed with all their rows.
+* **Static rules** say what a security *is*; a ticker failing one is removed with all its
+  rows. They read the TICKERS table, a snapshot taken today, so each is applied only where
+  today's value also describes the past:
+
+  - *category* (``categories``; ``keep_unknown`` for sources without TICKERS metadata):
+    common stock, ETF, ADR, warrant... does not change over a security's life, so it
+    applies to every ticker.
+  - *exchange* (``exchanges``) applies only to names **still listed today on a named
+    exchange**: ``isdelisted`` is not ``Y`` and the current exchange is not one of
+    ``exempt_exchanges`` (``OTC``, ``DELISTED`` by default). For a delisted name, or one
+    whose exchange now reads OTC or DELISTED, the snapshot says where it ended, not where
+    it traded before: a stock that fell from NYSE to OTC before delisting would otherwise
+    lose all its listed years (a survivorship leak). Those names are kept and the
+    point-in-time price and liquidity rules decide their membership. A name listed today
+    on an exchange outside ``exchanges`` (NYSEARCA, a foreign venue) is still removed
+    with its whole history: TICKERS keeps no exchange history to do better.
+  - *symbols*: an explicit list, when given.
+
 * **Point-in-time rules** (minimum price, minimum median dollar volume, minimum history)
   depend on the market at a date. Judging them on a ticker's whole history would use
   the future (a stock that later became illiquid would vanish from its liquid past, a
-  classic survivorship leak). Instead membership is reviewed at each month end from
-  the trailing ``liquidity_window`` rows and holds for the following month, like an
-  index reconstitution. Rows keep their prices (later features need the warm-up) and
-  carry ``in_universe``; tickers never in the universe are removed.
+  classic survivorship leak). Instead membership is reviewed at each ticker's last row
+  of each calendar month from the trailing ``liquidity_window`` rows up to that row, and
+  holds for the rows after it until the next review, like an index reconstitution. A
+  row's membership therefore reads only rows strictly before it: the same prices cut at
+  any date give the same ``in_universe`` up to that date, also when the data ends
+  mid-month. Rows keep their prices (later features need the warm-up) and carry
+  ``in_universe``. A ticker that is never in the universe is kept too (marked out on
+  every row): whether a name will ever qualify is future information, and dropping it
+  would make the panel at a date depend on later prices.
 
 Delisted tickers stay: dropping them would bias every backtest towards survivors.
 """
@@ -42,6 +63,9 @@ class UniverseParams(BaseModel):
 
     categories: list[str] = Field(default_factory=lambda: list(COMMON_STOCK_CATEGORIES))
     exchanges: list[str] = Field(default_factory=lambda: ["NYSE", "NASDAQ", "NYSEMKT", "BATS"])
+    # Current exchanges that say nothing about where a name traded before (it fell there, or
+    # was delisted): such names, and every delisted name, skip the exchange rule.
+    exempt_exchanges: list[str] = Field(default_factory=lambda: ["OTC", "DELISTED"])
     # Sources without a TICKERS file get category/exchange "Unknown"; keep them unless told otherwise.
     keep_unknown: bool = True
     symbols: list[str] | None = None
@@ -59,6 +83,8 @@ class UniverseResult:
     tickers_dropped: dict[str, int]
     rows_dropped: dict[str, int]
     rows_excluded: dict[str, int]
+    # Kept tickers out of the universe on every row (point-in-time rules never passed).
+    tickers_never_in_universe: int = 0
 
     def summary(self) -> dict[str, object]:
         in_universe = self.sep["in_universe"].to_numpy()
@@ -69,18 +95,30 @@ class UniverseResult:
             "tickers_dropped": dict(sorted(self.tickers_dropped.items())),
             "rows_dropped": dict(sorted(self.rows_dropped.items())),
             "rows_excluded_point_in_time": dict(sorted(self.rows_excluded.items())),
+            "tickers_never_in_universe": self.tickers_never_in_universe,
         }
 
 
 def _static_reasons(tickers_in_sep: pd.Index, tickers: pd.DataFrame, params: UniverseParams) -> pd.Series:
-    """For each ticker in the panel: the first static rule it fails, or '' when it passes."""
-    meta = tickers.set_index(tickers["ticker"].astype("str"))[["category", "exchange"]]
+    """For each ticker in the panel: the first static rule it fails, or '' when it passes.
+
+    The exchange rule is skipped for delisted names and names whose current exchange is in
+    ``exempt_exchanges`` (see the module docstring).
+    """
+    columns = [c for c in ("category", "exchange", "isdelisted") if c in tickers.columns]
+    meta = tickers.set_index(tickers["ticker"].astype("str"))[columns]
     meta = meta.reindex(tickers_in_sep.astype("str"))
     reason = pd.Series("", index=meta.index, dtype="str")
     category = meta["category"].fillna("").astype("str")
     exchange = meta["exchange"].fillna("").astype("str")
+    delisted = (
+        meta["isdelisted"].fillna("").astype("str").str.upper().eq("Y")
+        if "isdelisted" in meta.columns
+        else pd.Series(False, index=meta.index)
+    )
     unknown = (category == UNKNOWN) & params.keep_unknown
-    reason[(exchange != UNKNOWN) & ~exchange.isin(params.exchanges) & ~unknown] = "exchange"
+    still_listed = ~delisted & ~exchange.isin(params.exempt_exchanges)
+    reason[(exchange != UNKNOWN) & ~exchange.isin(params.exchanges) & still_listed & ~unknown] = "exchange"
     reason[(category != UNKNOWN) & ~category.isin(params.categories)] = "category"
     reason[(category == UNKNOWN) & ~params.keep_unknown] = "unknown_category"
     if params.symbols is not None:
@@ -91,6 +129,11 @@ def _static_reasons(tickers_in_sep: pd.Index, tickers: pd.DataFrame, params: Uni
 
 def point_in_time_membership(sep: pd.DataFrame, params: UniverseParams) -> dict[str, np.ndarray]:
     """Monthly-reviewed exclusion masks per row, using only rows at or before each review date.
+
+    A review sits on a ticker's last row of each calendar month and reads that row and the
+    trailing rows before it; a row takes the ticker's latest review strictly before it. So
+    a row's membership reads only earlier rows of its own ticker, and cutting the panel at
+    any date (mid-month included) leaves every earlier row's membership unchanged.
 
     ``sep`` is sorted by ticker then date with a categorical ticker. A row is in the universe
     when no mask is set; the masks overlap (a row can fail several rules).
@@ -135,7 +178,13 @@ def point_in_time_membership(sep: pd.DataFrame, params: UniverseParams) -> dict[
 
 
 def filter_universe(sep: pd.DataFrame, tickers: pd.DataFrame, params: UniverseParams) -> UniverseResult:
-    """Apply the static rules, then point-in-time membership; count every drop by reason."""
+    """Apply the static rules, then mark point-in-time membership; count every drop by reason.
+
+    Only static rules remove tickers. A ticker never in the universe stays, out on every row
+    (counted in ``tickers_never_in_universe``), so the panel at a date never depends on
+    later prices. Raises DataValidationError when no row is left, or none is ever in the
+    universe.
+    """
     if not isinstance(sep["ticker"].dtype, pd.CategoricalDtype):
         sep = sep.assign(ticker=sep["ticker"].astype("category"))
     present = sep["ticker"].cat.categories
@@ -145,23 +194,33 @@ def filter_universe(sep: pd.DataFrame, tickers: pd.DataFrame, params: UniversePa
 
     excluded = point_in_time_membership(sep, params)
     in_universe = ~np.logical_or.reduce(list(excluded.values()))
-    ever_in = np.bincount(codes, weights=in_universe, minlength=len(present)) > 0
-    reasons = np.where((reasons == "") & ~ever_in, "never_eligible", reasons)
 
     dropped = pd.DataFrame({"reason": reasons, "rows": rows_per_ticker})
     dropped = dropped[dropped["reason"] != ""].groupby("reason")["rows"].agg(["size", "sum"])
     keep = (reasons == "")[codes]
     kept = (sep if keep.all() else sep.loc[keep]).assign(in_universe=in_universe[keep]).reset_index(drop=True)
     kept["ticker"] = compact_categories(kept["ticker"])
+    loosen = (
+        "loosen params.yaml: universe (categories, exchanges, symbols, min_price, "
+        "min_median_dollar_volume, min_history_days)"
+    )
     if kept.empty:
         raise DataValidationError(
-            f"universe filter left no rows (tickers dropped by reason: {dropped['size'].to_dict()}); "
-            "loosen params.yaml: universe (categories, exchanges, symbols, min_price, "
-            "min_median_dollar_volume, min_history_days)"
+            f"universe filter left no rows (tickers dropped by reason: {dropped['size'].to_dict()}); {loosen}"
         )
+    members = kept["in_universe"].to_numpy()
+    if not members.any():
+        raise DataValidationError(
+            f"universe filter kept {kept['ticker'].nunique()} tickers but none is in the universe on any "
+            f"date (rows excluded point in time: "
+            f"{ {reason: int(mask[keep].sum()) for reason, mask in excluded.items()} }); {loosen}"
+        )
+    ever_in = np.bincount(kept["ticker"].cat.codes.to_numpy(), weights=members,
+                          minlength=len(kept["ticker"].cat.categories)) > 0
     return UniverseResult(
         kept,
         {str(k): int(v) for k, v in dropped["size"].items()},
         {str(k): int(v) for k, v in dropped["sum"].items()},
         {reason: int(mask[keep].sum()) for reason, mask in excluded.items()},
+        int((~ever_in).sum()),
     )

@@ -1,4 +1,8 @@
-"""Stage `filter_sep`: ``data/raw/sep.parquet`` → the common-stock universe ``data/interim/sep_common.parquet``."""
+"""Stage `filter_sep`: ``data/raw/sep.parquet`` → the common-stock universe ``data/interim/sep_common.parquet``.
+
+Static rules (category, exchange, symbols) remove tickers; price, liquidity and history are
+judged point in time and only mark rows with ``in_universe`` (see ``sepflow.sep.universe``).
+"""
 
 from __future__ import annotations
 
@@ -27,11 +31,13 @@ def main(params_path: str = "params.yaml") -> None:
         write_report(summary, REPORT)
         mlflow.log_metrics({
             "rows": summary["rows"], "tickers": summary["tickers"], "rows_in_universe": summary["rows_in_universe"],
+            "tickers_never_in_universe": summary["tickers_never_in_universe"],
             **{f"tickers_dropped.{k}": v for k, v in result.tickers_dropped.items()},
             **{f"rows_dropped.{k}": v for k, v in result.rows_dropped.items()},
         })
     print_summary("filter_sep", {
         "tickers kept": summary["tickers"], "tickers dropped": summary["tickers_dropped"],
+        "never eligible": summary["tickers_never_in_universe"],
         "rows": summary["rows"], "rows in universe": summary["rows_in_universe"],
         "rows dropped": summary["rows_dropped"], "rows excluded": summary["rows_excluded_point_in_time"],
         "outputs": [SEP_COMMON, REPORT],

@@ -13,10 +13,11 @@ from sepflow.evaluation.plots import bar_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import atomic_path, write_json
-from sepflow.ranking.targets import rank_targets
+from sepflow.ranking.targets import TargetRanking, rank_targets
 from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
+from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 
 SELECTED_TARGETS = Path("data/processed/selected_targets.json")
 RANKINGS = Path("reports/ranking/target_predictability_rankings.csv")
@@ -31,12 +32,14 @@ def main(params_path: str = "params.yaml") -> None:
     logged = {"ranking": params.ranking.model_dump(), "seed": params.seed}
     with stage_run("rank_targets", params=logged, inputs=[FEATURES, MANIFEST]):
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
-        ranking = rank_targets(builder, params.ranking, params.seed)
+        window = params.evaluation_window(trading_calendar(builder))
+        ranking = rank_targets(builder, params.ranking, params.seed, window=window)
         with atomic_path(RANKINGS) as tmp:
             ranking.table.to_csv(tmp, index=False, float_format="%.6g")
         with atomic_path(IMPORTANCES) as tmp:
             ranking.importances.to_csv(tmp, index=False, float_format="%.6g")
-        write_json({"targets": ranking.selected, "manual": ranking.manual}, SELECTED_TARGETS)
+        write_json({"targets": ranking.selected, "manual": ranking.manual, "date_rule": window.as_dict()},
+                   SELECTED_TARGETS)
         composite = ranking.table["composite"] if "composite" in ranking.table else None
         write_report({
             "candidates": len(ranking.table), "selected": len(ranking.selected), "manual": ranking.manual,
@@ -52,11 +55,11 @@ def main(params_path: str = "params.yaml") -> None:
                 chart = bar_chart(scores, Path(tmp) / "target_scores.png",
                                   title="Target predictability (composite edge)", xlabel="mean edge over families")
                 mlflow.log_artifact(str(chart))
-    _summarise(ranking)
+    _summarise(ranking, window)
 
 
-def _summarise(ranking) -> None:
-    outputs = {"outputs": [SELECTED_TARGETS, f"{RANKINGS.parent}/"]}
+def _summarise(ranking: TargetRanking, window: EvaluationWindow) -> None:
+    outputs = {"date rule": window.describe(), "outputs": [SELECTED_TARGETS, f"{RANKINGS.parent}/"]}
     if ranking.manual:
         print_summary("rank_targets", {"ranking": "skipped (manual target list)", "selected": ranking.selected,
                                        **outputs})

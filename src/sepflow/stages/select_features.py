@@ -17,6 +17,7 @@ from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.stages.rank_targets import SELECTED_TARGETS
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
+from sepflow.validation.calendar import trading_calendar
 
 SELECTED_FEATURES = Path("data/processed/selected_features.json")
 REPORTS = Path("reports/selection")
@@ -29,7 +30,8 @@ def main(params_path: str = "params.yaml") -> None:
     with stage_run("select_features", params=logged, inputs=[FEATURES, MANIFEST, SELECTED_TARGETS]):
         targets = read_json(SELECTED_TARGETS)["targets"]
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
-        selections = select_features(builder, targets, params.selection, params.seed) if targets else []
+        window = params.evaluation_window(trading_calendar(builder))
+        selections = select_features(builder, targets, params.selection, params.seed, window=window) if targets else []
         REPORTS.mkdir(parents=True, exist_ok=True)  # a declared output, even when nothing was selected
         for selection in selections:
             folder = REPORTS / selection.target
@@ -54,5 +56,5 @@ def main(params_path: str = "params.yaml") -> None:
     print_summary("select_features", [
         {"target": s.target, "method": "manual" if s.manual else "consensus", "selected": len(s.selected),
          "candidates": None if s.manual else len(s.table), "failed families": sorted(s.errors) or None} for s in selections
-    ], notes={"targets": len(selections) or "none selected: nothing to do",
+    ], notes={"targets": len(selections) or "none selected: nothing to do", "date rule": window.describe(),
               "outputs": [SELECTED_FEATURES, f"{REPORTS}/"]})

@@ -35,6 +35,7 @@ from sepflow.tracking.runs import flatten, stage_run, write_report
 from sepflow.training.per_symbol import PerSymbolResult, train_per_symbol
 from sepflow.training.routing import PER_SYMBOL_DIR
 from sepflow.training.train import TrainResult, forward_returns_for, train_family
+from sepflow.validation.calendar import EvaluationWindow, development_rows, trading_calendar
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         chosen = read_json(SELECTED_FEATURES)
         asof = read_panel_metadata(FEATURES).get("asof", "")
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
+        window = params.evaluation_window(trading_calendar(builder))
         (MODELS / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
         rows, failed = [], {}
         # One cluster for every target of the stage (train_family would otherwise start one per target).
         with engine_session(train.engine, train.dask, uses_cluster=family in ("xgboost", "lightgbm")):
             for target in progress(targets, desc=f"train@{family}", unit="target"):
                 try:
-                    row = _train_target(family, target, builder, chosen[target], params, asof, run.info.run_id)
+                    row = _train_target(family, target, builder, chosen[target], params, window, asof,
+                                        run.info.run_id)
                 except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
                     failed[target] = f"{type(exc).__name__}: {exc}"
                     log.warning("train@%s: %s failed: %s", family, target, failed[target])
@@ -69,19 +72,23 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                 rows.append(row)
                 if row["test"] is not None:  # the headline on the stage run too, for comparing families
                     mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
-        write_report({"family": family, "asof": asof, "models": rows, "failed": failed}, REPORTS / f"{family}.json")
+        why = {} if targets else {"why_empty": "rank_targets selected no target: nothing to train"}
+        write_report({"family": family, "asof": asof, "models": rows, "failed": failed, **why},
+                     REPORTS / f"{family}.json")
         if failed and not rows:
             raise SepflowError(f"train@{family}: every target failed: {failed}")
-    _summarise(family, rows, failed)
+    _summarise(family, rows, failed, window)
 
 
 def _train_target(
-    family: str, target: str, builder: DatasetBuilder, features: list[str], params: Params, asof: str, parent: str,
+    family: str, target: str, builder: DatasetBuilder, features: list[str], params: Params,
+    window: EvaluationWindow, asof: str, parent: str,
 ) -> dict[str, object]:
-    """Train, log (a nested run per target) and register one model; return its summary row."""
+    """Train on the development region, log (a nested run per target) and register one model;
+    return its summary row."""
     tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"train@{family}"}
     with mlflow.start_run(run_name=f"{family}/{target}", nested=True, parent_run_id=parent, tags=tags) as child:
-        ds = builder.build(target, features)
+        ds = development_rows(builder.build(target, features), window)
         train = train_per_symbol if params.train.scope == "per_symbol" else train_family
         result = train(
             family, target, ds, features, params.train, params.seed, asof=asof,
@@ -132,10 +139,10 @@ def _is_number(value: str) -> bool:
     return value not in ("None", "nan")
 
 
-def _summarise(family: str, rows: list[dict[str, object]], failed: dict[str, str]) -> None:
+def _summarise(family: str, rows: list[dict[str, object]], failed: dict[str, str], window: EvaluationWindow) -> None:
     shown = ("target", "headline", "validation", "test", "overfit_margin", "tickers", "skipped_tickers")
     table = [{**{k: row[k] for k in shown if k in row},
               "registered": f"{model_name(family, str(row['target']))} v{row['version']} @candidate"} for row in rows]
     print_summary(f"train@{family}", table, notes={
-        "models": len(rows) or "none (no selected targets)", **({"failed": sorted(failed)} if failed else {}),
+        "models": len(rows) or "none (no selected targets)", "date rule": window.describe(), **({"failed": sorted(failed)} if failed else {}),
         "outputs": [f"{MODELS / family}/", REPORTS / f"{family}.json"]})

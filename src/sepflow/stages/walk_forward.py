@@ -1,11 +1,16 @@
-"""Stage `walk_forward@FAMILY`: retrain a family fold after fold and test it on the next period.
+"""Stage `walk_forward@FAMILY`: refit a family fold after fold in the evaluation window and test it.
 
 Writes ``reports/walk_forward/<family>/``: ``predictions.parquet`` (every out-of-sample
-prediction), ``metrics.json`` (per target: overall and per fold; DVC metrics) and ``plots/``
-(equity curves, rolling rank IC and per-fold metrics as CSV for ``dvc plots``). The MLflow run
-gets the overall metrics, per-fold metrics as steps and PNG charts; the registered model version
-that ``train@FAMILY`` produced for each target is tagged with the overall walk-forward metrics
-(``sepflow.wf.<metric>``), which the promotion gate reads.
+prediction), ``outputs.parquet`` (raw outputs per fold on its validation tail and test block,
+which the ensemble's walk-forward combines), ``metrics.json`` (DVC metrics: per target a flat
+map of numbers), ``folds.json`` (per-fold details, the date rule, skipped targets) and
+``plots/`` (equity, rolling rank IC and per-fold tables as CSV for ``dvc plots``). The MLflow
+run gets the overall metrics, per-fold metrics as steps and PNG charts; the registered version
+that ``train@FAMILY`` produced for each target is tagged with the walk-forward metrics and the
+evaluation window (``sepflow.wf.<metric>``), which the promotion gate reads.
+
+``--family ensemble`` walks the ensemble from its members' ``outputs.parquet``: per fold, its
+weights are fitted on the members' outputs on the fold's validation tail.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from sepflow.errors import SepflowError
 from sepflow.evaluation.plots import bar_chart, line_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
-from sepflow.io import atomic_path, read_json, read_panel, write_panel
+from sepflow.features.targets import daily_returns
+from sepflow.io import atomic_path, read_json, read_panel, write_json, write_panel
 from sepflow.progress import progress
 from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.stages.filter_sep import SEP_COMMON
@@ -34,88 +40,128 @@ from sepflow.stages.train import MODELS
 from sepflow.stages.train import REPORTS as TRAIN_REPORTS
 from sepflow.summary import print_summary
 from sepflow.tracking.registry import model_name
-from sepflow.tracking.runs import stage_run, write_report
+from sepflow.tracking.runs import stage_run
 from sepflow.training.artifacts import load_trained
 from sepflow.training.train import forward_returns_for
 from sepflow.training.walk_forward import (
+    OUTPUT_COLUMNS,
     PREDICTION_COLUMNS,
+    Evidence,
     WalkForwardResult,
     walk_forward,
-    wf_tags,
+    walk_forward_ensemble,
 )
+from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 
 log = logging.getLogger(__name__)
 
 REPORTS = Path("reports/walk_forward")
-# Shown in the stage summary and on the stage run, per target.
-HEADLINE = ("rank_ic", "ic", "icir", "net_sharpe", "gross_sharpe", "max_drawdown", "turnover", "n_folds")
+PLOTS = ("equity", "rolling_ic", "folds")
+# Shown in the stage summary, per target.
+HEADLINE = ("rank_ic", "rank_ic_tstat", "net_sharpe", "net_sharpe_se", "psr", "dsr", "n_periods", "turnover")
 
 
 def main(params_path: str = "params.yaml", family: str = "") -> None:
     params = load_params(params_path)
     out = REPORTS / family
     logged = {"walk_forward": params.walk_forward.model_dump(), "seed": params.seed,
+              "evaluation": params.evaluation.model_dump(),
               "train": {k: getattr(params.train, k) for k in ("calibration", "fee_bps", "slippage_bps")}}
-    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, TRAIN_REPORTS / f"{family}.json"]
+    members = [f for f in params.train.families if f != "ensemble"] if family == "ensemble" else []
+    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, TRAIN_REPORTS / f"{family}.json",
+              *(REPORTS / m / "outputs.parquet" for m in members)]
     with stage_run(f"walk_forward@{family}", params=logged, inputs=inputs) as run:
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
+        window = params.evaluation_window(trading_calendar(builder))
         registered = {row["target"]: row.get("version") for row in read_json(TRAIN_REPORTS / f"{family}.json")["models"]}
-        prices = _prices(params)
+        targets = read_json(SELECTED_TARGETS)["targets"]
         results: dict[str, WalkForwardResult] = {}
         failed: dict[str, str] = {}
-        for target in progress(read_json(SELECTED_TARGETS)["targets"], desc=f"walk_forward@{family}", unit="target"):
+        notes: dict[str, Any] = {} if targets else {"why_empty": "rank_targets selected no target"}
+        prices = _prices(params) if targets else None
+        member_outputs = {m: pd.read_parquet(REPORTS / m / "outputs.parquet") for m in members}
+        for target in progress(targets, desc=f"walk_forward@{family}", unit="target"):
             if params.train.scope != "pooled":  # one walk per ticker would need its own fold design
                 failed[target] = f"train.scope {params.train.scope}: walk-forward evaluates pooled models only"
-            elif target not in registered:
+                continue
+            if target not in registered:
                 failed[target] = f"train@{family} has no model for it"
                 continue
             try:
-                results[target] = _walk_target(family, target, builder, params, prices)
+                results[target] = _walk_target(family, target, builder, params, window, prices, member_outputs,
+                                               notes)
             except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
                 failed[target] = f"{type(exc).__name__}: {exc}"
                 log.warning("walk_forward@%s: %s failed: %s", family, target, failed[target])
         if failed and not results and params.train.scope == "pooled":
             raise SepflowError(f"walk_forward@{family}: every target failed: {failed}")
-        _write_outputs(out, results)
-        mlflow.log_artifact(str(out / "predictions.parquet"), artifact_path="walk_forward")
+        _write_outputs(out, results, window, failed, notes)
+        for name in ("predictions.parquet", "metrics.json", "folds.json"):
+            mlflow.log_artifact(str(out / name), artifact_path="walk_forward")
         for target, result in results.items():
             _log_target(target, result)
             if registered[target] is not None:
-                _tag_version(model_name(family, target), registered[target], result, run.info.run_id)
-        report = {"family": family, "targets": {t: _report(r) for t, r in results.items()}, "failed": failed}
-        write_report(report, out / "metrics.json")
-    _summarise(family, results, failed, out)
+                _tag_version(model_name(family, target), registered[target], result, window, run.info.run_id)
+    _summarise(family, results, failed, out, window)
 
 
-def _prices(params: Params) -> pd.Series:
-    """The target price column per (ticker, date), for price-space RMSE."""
+def _prices(params: Params) -> pd.DataFrame:
+    """``ticker, date`` and the target price column of every row: closes for price-space RMSE,
+    and the daily returns the book earns."""
     column = params.targets.price_column
-    sep = read_panel(SEP_COMMON, columns=["ticker", "date", column])
-    return pd.Series(sep[column].to_numpy(dtype=float), index=pd.MultiIndex.from_frame(sep[["ticker", "date"]]))
+    return read_panel(SEP_COMMON, columns=["ticker", "date", column])
+
+
+def _n_trials(builder: DatasetBuilder, params: Params) -> int:
+    """Candidates tried, for the Deflated Sharpe: every family walked × every candidate target ranked."""
+    return len(params.train.families) * len(builder.manifest["targets"])
 
 
 def _walk_target(
-    family: str, target: str, builder: DatasetBuilder, params: Params, prices: pd.Series,
+    family: str, target: str, builder: DatasetBuilder, params: Params, window: EvaluationWindow,
+    prices: pd.DataFrame, member_outputs: dict[str, pd.DataFrame], notes: dict[str, Any],
 ) -> WalkForwardResult:
     trained = load_trained(MODELS / family / target)
     ds = builder.build(target, trained.features)
-    keys = pd.MultiIndex.from_arrays([ds.tickers, ds.dates])
-    return walk_forward(trained, ds, forward_returns_for(builder, ds), params.walk_forward, params.train,
-                        prices=prices.reindex(keys).to_numpy())
+    column = params.targets.price_column
+    close = pd.Series(prices[column].to_numpy(dtype=float), index=pd.MultiIndex.from_frame(prices[["ticker", "date"]]))
+    evidence = Evidence(
+        window=window, forward_returns=forward_returns_for(builder, ds),
+        daily_returns=daily_returns(prices, params.targets), execution_lag=params.evaluation.execution_lag_days,
+        n_trials=_n_trials(builder, params),
+        prices=close.reindex(pd.MultiIndex.from_arrays([ds.tickers, ds.dates])).to_numpy(),
+    )
+    if family != "ensemble":
+        return walk_forward(trained, ds, evidence, params.walk_forward, params.train)
+    result, skipped = walk_forward_ensemble(trained, ds, member_outputs, evidence, params.walk_forward, params.train)
+    if skipped:
+        notes.setdefault("ensemble_members_skipped", {})[target] = skipped
+    return result
 
 
-def _write_outputs(out: Path, results: dict[str, WalkForwardResult]) -> None:
-    """Predictions of every target in one parquet, and the plot tables per target."""
-    empty = pd.DataFrame(columns=PREDICTION_COLUMNS).astype(
-        {"ticker": str, "date": "datetime64[ns]", "target": str, "fold": "int64"} | dict.fromkeys(PREDICTION_COLUMNS[4:], "float64"))
-    predictions = pd.concat([r.predictions for r in results.values()], ignore_index=True) if results else empty
+def _write_outputs(
+    out: Path, results: dict[str, WalkForwardResult], window: EvaluationWindow, failed: dict[str, str],
+    notes: dict[str, Any],
+) -> None:
+    """Every declared output, also when nothing was walked (then each says why it is empty)."""
+    predictions = pd.concat([r.predictions for r in results.values()], ignore_index=True) if results else (
+        pd.DataFrame(columns=PREDICTION_COLUMNS).astype(
+            {"ticker": str, "date": "datetime64[ns]", "target": str, "fold": "int64"}
+            | dict.fromkeys(PREDICTION_COLUMNS[4:], "float64")))
+    outputs = pd.concat([r.outputs for r in results.values()], ignore_index=True) if results else (
+        pd.DataFrame(columns=OUTPUT_COLUMNS).astype({"date": "datetime64[ns]", "fold": "int64"}))
     write_panel(predictions, out / "predictions.parquet")
+    write_panel(outputs, out / "outputs.parquet")
+    for name in PLOTS:
+        (out / "plots" / name).mkdir(parents=True, exist_ok=True)
     for target, result in results.items():
         for name, frame in _plot_tables(result).items():
-            path = out / "plots" / name / f"{target}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
+            with atomic_path(out / "plots" / name / f"{target}.csv") as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.8g", date_format="%Y-%m-%d")
+    # Numbers only (no run id): DVC diffs it, and a fresh clone reproduces it byte for byte.
+    write_json({t: _numbers(r.overall) for t, r in results.items()}, out / "metrics.json")
+    write_json({"date_rule": window.as_dict(), "folds": {t: _fold_records(r) for t, r in results.items()},
+                "failed": failed, **notes}, out / "folds.json")
 
 
 def _plot_tables(result: WalkForwardResult) -> dict[str, pd.DataFrame]:
@@ -123,12 +169,14 @@ def _plot_tables(result: WalkForwardResult) -> dict[str, pd.DataFrame]:
     return {"equity": result.equity, "rolling_ic": result.rolling_ic.dropna(), "folds": folds}
 
 
-def _report(result: WalkForwardResult) -> dict[str, Any]:
-    """Overall and per-fold metrics, JSON-ready (NaN → None, dates as ISO strings)."""
-    folds = {}
-    for row in result.folds.to_dict(orient="records"):
-        folds[f"fold_{row['fold']}"] = {key: _plain(value) for key, value in row.items() if key != "fold"}
-    return {"overall": {key: _plain(value) for key, value in result.overall.items()}, "folds": folds}
+def _numbers(metrics: dict[str, float]) -> dict[str, float]:
+    """Finite numbers only: a metrics file DVC can diff (an undefined metric is left out)."""
+    return {key: float(value) for key, value in metrics.items() if np.isfinite(value)}
+
+
+def _fold_records(result: WalkForwardResult) -> dict[str, dict[str, Any]]:
+    return {f"fold_{row['fold']}": {key: _plain(value) for key, value in row.items() if key != "fold"}
+            for row in result.folds.to_dict(orient="records")}
 
 
 def _plain(value: Any) -> Any:
@@ -143,7 +191,7 @@ def _plain(value: Any) -> Any:
 
 def _log_target(target: str, result: WalkForwardResult) -> None:
     """Overall metrics, per-fold metrics as steps, and PNG charts on the stage run."""
-    mlflow.log_metrics({f"{target}.{k}": v for k, v in result.overall.items() if np.isfinite(v)})
+    mlflow.log_metrics({f"{target}.{k}": v for k, v in _numbers(result.overall).items()})
     for row in result.folds.to_dict(orient="records"):
         for metric in ("net_sharpe", "rank_ic", "ic"):
             if np.isfinite(row[metric]):
@@ -162,16 +210,21 @@ def _log_target(target: str, result: WalkForwardResult) -> None:
             mlflow.log_artifact(str(chart), artifact_path="walk_forward")
 
 
-def _tag_version(name: str, version: int, result: WalkForwardResult, run_id: str) -> None:
-    """The walk-forward summary on the registered version it evaluated (read by the promotion gate)."""
+def _tag_version(name: str, version: int, result: WalkForwardResult, window: EvaluationWindow, run_id: str) -> None:
+    """The walk-forward evidence and its window on the registered version (read by the promotion gate)."""
+    tags = {f"sepflow.wf.{key}": repr(value) for key, value in _numbers(result.overall).items()}
+    tags.update({"sepflow.wf.eval_start": window.start.date().isoformat(),
+                 "sepflow.wf.eval_end": window.end.date().isoformat(), "sepflow.wf.run_id": run_id})
     client = MlflowClient()
-    for key, value in {**wf_tags(result.overall), "sepflow.wf.run_id": run_id}.items():
+    for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
 
 
-def _summarise(family: str, results: dict[str, WalkForwardResult], failed: dict[str, str], out: Path) -> None:
-    table = [{"target": t, **{k: int(r.overall[k]) if k == "n_folds" else r.overall.get(k) for k in HEADLINE}}
-             for t, r in results.items()]
+def _summarise(
+    family: str, results: dict[str, WalkForwardResult], failed: dict[str, str], out: Path, window: EvaluationWindow,
+) -> None:
+    table = [{"target": t, **{k: r.overall.get(k) for k in HEADLINE}} for t, r in results.items()]
     print_summary(f"walk_forward@{family}", table, notes={
-        "targets": len(results) or "none walked forward", **({"failed": failed} if failed else {}),
-        "outputs": f"{out}/ (predictions.parquet, metrics.json, plots/)"})
+        "targets": len(results) or "none walked forward", "date rule": window.describe(),
+        **({"failed": failed} if failed else {}),
+        "outputs": f"{out}/ (predictions.parquet, outputs.parquet, metrics.json, folds.json, plots/)"})

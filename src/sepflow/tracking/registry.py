@@ -3,9 +3,11 @@
 Names are ``<family>-<target>`` (``model_name``). ``register_trained`` logs the folder as a pyfunc
 model, registers a new version, tags it with its origin and metrics, and points the
 ``candidate`` alias at it. ``promote`` moves another alias (``production`` by default) to a
-version once a gate allows it (``walk_forward_gate``: the rule lives in ``sepflow.tracking.gate``),
-and writes who, when, why and what it replaced on the version. Rolling back is promoting an
-older version: the same gate judges it, so a worse one needs ``force`` and a reason.
+version once a gate allows it (``walk_forward_gate``: the candidate's walk-forward evidence must be
+significant on its own and beat a reference walked on the same window; the rule lives in
+``sepflow.tracking.gate``), and writes who, when, why and what it replaced on the version.
+Rolling back is promoting an older version: the same gate judges it, so a worse one needs
+``force`` and a reason.
 """
 
 from __future__ import annotations
@@ -153,35 +155,55 @@ Gate = Callable[[VersionMetrics], GateDecision]
 def _walk_forward_reference(
     client: MlflowClient, candidate: VersionMetrics, params: PromotionParams,
 ) -> tuple[VersionMetrics | None, str | None, tuple[str, ...]]:
-    """The first walk-forward-tested version among: the model's production, then the baseline
-    family's production and candidate for the same target. A version is never its own reference."""
+    """The reference: the model's production version if it is walk-forward tested, else the
+    baseline family's production or candidate version for the same target, preferring the one
+    walked on the candidate's evaluation window (else the first tested one, which the gate then
+    refuses for its window). A version is never its own reference; untested versions are skipped
+    with a note (which refuses: a version stood in for one that could not be judged)."""
+    seen = {(candidate.name, candidate.version)}
+
+    def look(name: str, alias: str) -> tuple[VersionMetrics | None, str | None]:
+        """The version ``alias`` names if walk-forward tested, else a note saying why not (None: no version)."""
+        number = _alias_version(client, name, alias)
+        if number is None or (name, number) in seen:
+            return None, None
+        seen.add((name, number))
+        found = version_metrics(name, number)
+        if found.walk_forward:
+            return found, None
+        return None, f"{found.label} (@{alias}) has no walk-forward metrics"
+
     places = [(candidate.name, PRODUCTION)]
     if params.baseline_family and candidate.target:
         baseline = model_name(params.baseline_family, candidate.target)
         places += [(baseline, PRODUCTION), (baseline, CANDIDATE)]
-    notes: list[str] = []
-    seen = {(candidate.name, candidate.version)}
-    for name, alias in places:
-        number = _alias_version(client, name, alias)
-        if number is None or (name, number) in seen:
-            continue
-        seen.add((name, number))
-        found = version_metrics(name, number)
-        if found.walk_forward:
-            return found, alias, tuple(notes)
-        notes.append(f"{found.label} (@{alias}) has no walk-forward metrics")
+    looked = [(alias, *look(name, alias)) for name, alias in places]
+    tested = [(i, version, alias) for i, (alias, version, _) in enumerate(looked) if version is not None]
+    # The model's own production version comes first whatever its window; among the baseline's, one
+    # walked on the candidate's window goes first.
+    same = [t for t in tested if t[0] > 0 and candidate.window is not None and t[1].window == candidate.window]
+    chosen = None
+    if tested:
+        chosen = tested[0] if tested[0][0] == 0 or not same else same[0]
+    stop = len(looked) if chosen is None else chosen[0]
+    notes = [note for _, _, note in looked[:stop] if note]
+    if chosen is not None:
+        return chosen[1], chosen[2], tuple(notes)
     if params.baseline_family and not candidate.target:
         notes.append(f"{candidate.label} has no sepflow.target tag, so no {params.baseline_family} baseline")
     return None, None, tuple(notes)
 
 
 def walk_forward_gate(params: PromotionParams) -> Gate:
-    """The gate ``sepflow promote`` uses: every metric in ``params.metrics`` of the candidate's
-    walk-forward evaluation must beat the reference's by more than its ``min_delta``.
+    """The gate ``sepflow promote`` uses (the rule: ``sepflow.tracking.gate.judge``).
 
-    The reference is the model's current ``production`` version, else the ``baseline_family``'s
-    version for the same target (its ``production``, else its ``candidate``), skipping versions
-    without walk-forward metrics. No reference, or a candidate without the metrics: refused.
+    The candidate's walk-forward evidence must pass ``params.significance`` and ``min_periods`` on its
+    own, and every metric in ``params.metrics`` must beat the reference's by more than its
+    ``min_delta`` on the same evaluation window; a reference metric that is undefined is judged on
+    the candidate's significance alone. The reference is the model's current ``production``
+    version, else the ``baseline_family``'s version for the same target (its ``production``, else
+    its ``candidate``; the one walked on the candidate's window first), skipping versions without
+    walk-forward metrics. No reference, or a candidate without the metrics: refused.
     """
 
     def gate(candidate: VersionMetrics) -> GateDecision:
@@ -232,7 +254,8 @@ def promote(
     version is tagged ``sepflow.promoted_at``, ``sepflow.promoted_by``, ``sepflow.promoted_to``,
     ``sepflow.promotion_reason``, ``sepflow.previous_version``, ``sepflow.promotion_forced`` and
     ``sepflow.promotion_reference``. A refusal raises ``PromotionRefused`` carrying the side-by-side
-    table. Promoting the version the alias already names changes and tags nothing.
+    table (both sides' evidence with standard errors, and the rules that failed). Promoting the
+    version the alias already names changes and tags nothing.
     """
     if force and not (reason or "").strip():
         raise ConfigError("registry: force=True needs a non-empty reason (it is written to the audit tags)")

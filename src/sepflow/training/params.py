@@ -13,7 +13,7 @@ from sepflow.models.tuning import SCORINGS, TUNABLE
 from sepflow.tracking.lineage import repo_root
 from sepflow.validation.splits import WalkForward
 
-__all__ = ["TrainParams", "TuningParams", "WalkForwardParams"]
+__all__ = ["EvaluationParams", "TrainParams", "TuningParams", "WalkForwardParams"]
 
 _SQLITE = "sqlite:///"
 
@@ -157,8 +157,21 @@ class TrainParams(BaseModel):
         return dict(getattr(self, family))
 
 
+class EvaluationParams(BaseModel):
+    """``params.yaml: evaluation``: how out-of-sample evidence is traded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Trading dates between a signal (known at the close of t) and the close at which its book enters.
+    execution_lag_days: int = Field(1, ge=0)
+
+
 class WalkForwardParams(BaseModel):
-    """``params.yaml: walk_forward``. Day counts are unique panel dates."""
+    """``params.yaml: walk_forward``. Day counts are unique panel dates.
+
+    The evaluation window is the last ``n_folds`` test blocks before the labels run out
+    (``sepflow.validation.calendar``); every choice is made on rows whose labels end before it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -167,11 +180,21 @@ class WalkForwardParams(BaseModel):
     test_days: int = Field(63, ge=5)
     step_days: int | None = Field(None, ge=1)  # null: test_days (back-to-back test blocks)
     embargo_days: int = Field(5, ge=0)  # raised to each target's horizon when smaller
-    max_folds: int | None = Field(4, ge=1)  # the most recent folds; null: every fold the data holds
+    n_folds: int = Field(4, ge=1)  # test blocks in the evaluation window (its length: n_folds x test_days)
     validation_fraction: float = Field(0.2, gt=0, lt=0.5)
     max_samples_per_symbol: int | None = Field(200, ge=10)  # fit on every k-th date (~this many rows per ticker)
     scheme: Literal["long_short", "long_flat"] = "long_short"
     quantile: float = Field(0.2, gt=0, le=0.5)  # long-short: top and bottom share of names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_folds" in data:
+            raise ValueError(
+                "walk_forward.max_folds is now walk_forward.n_folds: the evaluation window is the last "
+                "n_folds test blocks, and every earlier choice is made before it"
+            )
+        return data
 
     @model_validator(mode="after")
     def _step_covers_test(self) -> WalkForwardParams:
@@ -181,10 +204,20 @@ class WalkForwardParams(BaseModel):
             )
         return self
 
-    def splitter(self, horizon: int) -> WalkForward:
-        """The fold generator for a target of ``horizon`` days."""
+    @property
+    def window_days(self) -> int:
+        """Dates from the first test block's start to the last one's end."""
+        return (self.n_folds - 1) * (self.step_days or self.test_days) + self.test_days
+
+    def embargo_for(self, horizon: int) -> int:
+        """Embargo in unique dates for a target of ``horizon`` days: never shorter than the label."""
+        return max(self.embargo_days, int(horizon))
+
+    def splitter(self, horizon: int, first_test_date: Any = None) -> WalkForward:
+        """The fold generator for a target of ``horizon`` days, its first block on ``first_test_date``."""
         return WalkForward(
             test_days=self.test_days, step_days=self.step_days,
             train_days=self.train_days if self.window == "sliding" else None,
-            embargo_days=max(self.embargo_days, int(horizon)), min_train_days=self.train_days,
+            embargo_days=self.embargo_for(horizon), min_train_days=self.train_days,
+            first_test_date=first_test_date,
         )

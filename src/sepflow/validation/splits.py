@@ -154,9 +154,10 @@ class PurgedKFold(_DateSplitter):
     """K folds of contiguous unique dates, with purging and an embargo after each test block.
 
     A training row is purged when its label interval ``[date, label_end]`` overlaps the test
-    block ``[test_start, test_end]``. Rows dated within the next ``embargo_days`` unique panel
-    dates after ``test_end`` are dropped from training as well: their labels are built from
-    prices that the test rows' labels also use. Set ``embargo_days`` to at least the label
+    rows' label span ``[test_start, max test label_end]``: before the block, labels that reach
+    into it; after the block, rows dated before the last test label ends. Rows dated within the
+    next ``embargo_days`` unique panel dates after ``test_end`` are dropped from training as
+    well: their features are built from prices that the test rows' labels also use. Set ``embargo_days`` to at least the label
     horizon (in trading days) so no training label after the block shares a price with a test label.
     Every unique date is tested exactly once across the folds.
     """
@@ -184,9 +185,13 @@ class PurgedKFold(_DateSplitter):
         for number, block in enumerate(np.array_split(np.arange(len(unique_dates)), self.n_splits)):
             first, last = block[0], block[-1]
             test = (position >= first) & (position <= last)
-            # Rows after the block start after test_end, so only earlier rows can overlap it.
-            purged = ~test & (dates <= unique_dates[last]) & (label_end >= unique_dates[first])
-            embargoed = (position > last) & (position <= last + self.embargo_days)
+            # Before the block: a label reaching into it. After the block: a row dated inside some
+            # test label's interval (a ticker with missing days stretches its label past the
+            # embargo, so the embargo alone does not cover the after-side).
+            before = ~test & (dates <= unique_dates[last]) & (label_end >= unique_dates[first])
+            after = (position > last) & (dates <= label_end[test].max())
+            purged = before | after
+            embargoed = (position > last) & (position <= last + self.embargo_days) & ~after
             train = ~(test | purged | embargoed)
             folds.append(_make_fold(number, dates, test, train, purged, embargoed))
         return folds
@@ -201,13 +206,16 @@ class WalkForward(_DateSplitter):
     (those dates are the embargo) and holds ``train_days`` unique dates, or every earlier date
     when ``train_days`` is None (expanding window). Within the window a row is purged unless
     its ``label_end`` is strictly before ``test_start``. The first test block starts once
-    ``min_train_days`` (default ``train_days``, else ``test_days``) dates fit before the embargo.
+    ``min_train_days`` (default ``train_days``, else ``test_days``) dates fit before the embargo,
+    or on the first date at or after ``first_test_date`` when given (the evaluation window's
+    start; a window that leaves too few training dates before it is refused).
     """
 
     def __init__(
         self, test_days: int, step_days: int | None = None, train_days: int | None = None,
-        embargo_days: int = 0, min_train_days: int | None = None,
+        embargo_days: int = 0, min_train_days: int | None = None, first_test_date: Any = None,
     ) -> None:
+        self.first_test_date = None if first_test_date is None else pd.Timestamp(first_test_date)
         self.test_days = int(test_days)
         self.step_days = self.test_days if step_days is None else int(step_days)
         self.train_days = None if train_days is None else int(train_days)
@@ -224,8 +232,17 @@ class WalkForward(_DateSplitter):
                 f"WalkForward: train_days={self.train_days} is shorter than min_train_days={self.min_train_days}"
             )
 
-    def _test_starts(self, n_unique: int) -> np.ndarray:
+    def _test_starts(self, unique_dates: np.ndarray) -> np.ndarray:
+        n_unique = len(unique_dates)
         first = self.min_train_days + self.embargo_days
+        if self.first_test_date is not None:
+            anchored = int(np.searchsorted(unique_dates, self.first_test_date.to_datetime64()))
+            if anchored < first:
+                raise ConfigError(
+                    f"WalkForward: the first test date {self.first_test_date.date()} leaves {anchored} earlier dates, "
+                    f"fewer than min_train_days + embargo_days = {first}"
+                )
+            first = anchored
         starts = np.arange(first, n_unique - self.test_days + 1, self.step_days)
         if len(starts) == 0:
             raise ConfigError(
@@ -242,13 +259,13 @@ class WalkForward(_DateSplitter):
             if groups is None:
                 raise ConfigError("WalkForward.get_n_splits needs dates= or groups with a 'date' column")
             dates = _lookup(groups, "date")
-        return len(self._test_starts(len(np.unique(_as_datetime64(dates, "date")))))
+        return len(self._test_starts(np.unique(_as_datetime64(dates, "date"))))
 
     def _folds(self, dates: np.ndarray, label_end: np.ndarray) -> list[_Fold]:
         unique_dates = np.unique(dates)
         position = np.searchsorted(unique_dates, dates)
         folds = []
-        for number, start in enumerate(self._test_starts(len(unique_dates))):
+        for number, start in enumerate(self._test_starts(unique_dates)):
             test = (position >= start) & (position < start + self.test_days)
             train_last = start - 1 - self.embargo_days
             train_first = 0 if self.train_days is None else max(0, train_last - self.train_days + 1)
