@@ -53,6 +53,7 @@ def panel(builder: DatasetBuilder, features: list[str]) -> tuple[Any, np.ndarray
     full = builder.build("dir_5d", features)
     returns = forward_returns_for(builder, full)
     counts = full.tickers.value_counts()
+    counts = counts[counts > 0]  # a categorical column also counts tickers never in the universe
     longest = sorted(counts.index[np.lexsort((counts.index, -counts.to_numpy()))][:N_FULL])
     short = min(set(counts.index) - set(longest))
     ticker = full.tickers.to_numpy()
