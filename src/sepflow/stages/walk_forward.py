@@ -79,6 +79,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         failed: dict[str, str] = {}
         notes: dict[str, Any] = {} if targets else {"why_empty": "rank_targets selected no target"}
         prices = _prices(params) if targets else None
+        daily = daily_returns(prices, params.targets) if targets else None  # once for every target
         member_outputs = {m: pd.read_parquet(REPORTS / m / "outputs.parquet") for m in members}
         for target in progress(targets, desc=f"walk_forward@{family}", unit="target"):
             if params.train.scope != "pooled":  # one walk per ticker would need its own fold design
@@ -88,8 +89,8 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                 failed[target] = f"train@{family} has no model for it"
                 continue
             try:
-                results[target] = _walk_target(family, target, builder, params, window, prices, member_outputs,
-                                               notes)
+                results[target] = _walk_target(family, target, builder, params, window, prices, daily,
+                                               member_outputs, notes)
             except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
                 failed[target] = f"{type(exc).__name__}: {exc}"
                 log.warning("walk_forward@%s: %s failed: %s", family, target, failed[target])
@@ -119,7 +120,7 @@ def _n_trials(builder: DatasetBuilder, params: Params) -> int:
 
 def _walk_target(
     family: str, target: str, builder: DatasetBuilder, params: Params, window: EvaluationWindow,
-    prices: pd.DataFrame, member_outputs: dict[str, pd.DataFrame], notes: dict[str, Any],
+    prices: pd.DataFrame, daily: pd.DataFrame, member_outputs: dict[str, pd.DataFrame], notes: dict[str, Any],
 ) -> WalkForwardResult:
     trained = load_trained(MODELS / family / target)
     ds = builder.build(target, trained.features)
@@ -127,7 +128,7 @@ def _walk_target(
     close = pd.Series(prices[column].to_numpy(dtype=float), index=pd.MultiIndex.from_frame(prices[["ticker", "date"]]))
     evidence = Evidence(
         window=window, forward_returns=forward_returns_for(builder, ds),
-        daily_returns=daily_returns(prices, params.targets), execution_lag=params.evaluation.execution_lag_days,
+        daily_returns=daily, execution_lag=params.evaluation.execution_lag_days,
         n_trials=_n_trials(builder, params),
         prices=close.reindex(pd.MultiIndex.from_arrays([ds.tickers, ds.dates])).to_numpy(),
     )
