@@ -32,7 +32,7 @@ def _dvc_commands() -> dict[str, dict[str, str]]:
     found = {}
     for name, stage in stages.items():
         if "foreach" in stage:
-            found[name] = {key: stage["do"]["cmd"].replace("${key}", key) for key in stage["foreach"]}
+            found[name] = {key: stage["do"]["cmd"].replace("${item}", key) for key in stage["foreach"]}
         else:
             found[name] = {"": stage["cmd"]}
     return found

@@ -203,8 +203,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from sepflow.features.dataset import DatasetBuilder
     from sepflow.features.spec import feature_signature
     from sepflow.io import read_json
-    from sepflow.stages.build_features import FEATURES, MANIFEST
-    from sepflow.stages.select_features import SELECTED_FEATURES
+    from sepflow.catalog import FEATURES, MANIFEST, SELECTED_FEATURES
     from sepflow.training.tune import check_tunable, format_search, tune_target
     from sepflow.validation.calendar import development_rows, trading_calendar
 

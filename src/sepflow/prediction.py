@@ -40,7 +40,7 @@ from sepflow.io import atomic_path, read_json, read_panel, write_panel
 from sepflow.models import with_context
 from sepflow.sep.ingest import ingest_source
 from sepflow.sep.universe import filter_universe
-from sepflow.stages.filter_sep import SEP_COMMON
+from sepflow.catalog import SEP_COMMON
 from sepflow.training.artifacts import FEATURES_FILE, TrainedModel
 from sepflow.training.pyfunc import ARTIFACT_KEY, KEYS
 from sepflow.training.routing import (

@@ -42,18 +42,26 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
         for plot in ("equity", "rolling_ic", "folds"):
             assert (out / "plots" / plot / f"{target}.csv").exists()
         # The gate's input: the evaluated candidate carries the walk-forward evidence and its window.
+        # It is the release refit (the judged procedure on every labelled row), not the development model.
         version = client.get_model_version_by_alias(f"xgboost-{target}", "candidate")
         assert float(version.tags["sepflow.wf.rank_ic"]) == pytest.approx(overall["rank_ic"])
         assert version.tags["sepflow.wf.eval_start"] == folds["date_rule"]["eval_start"]
         assert version.tags["sepflow.wf.run_id"] == walk_run.info.run_id
-    # train@xgboost: one nested run per target, each registering its model version.
+        assert version.tags["sepflow.procedure"] == "release"
+        release = read_json(root / "models/release/xgboost" / target / "metrics.json")
+        assert release["walk_forward"]["rank_ic"] == pytest.approx(overall["rank_ic"])
+        development = client.get_model_version(f"xgboost-{target}", version.tags["sepflow.development_version"])
+        assert development.tags["sepflow.procedure"] == "development"
+        assert not any(key.startswith("sepflow.wf.") for key in development.tags)  # the gate refuses it
+    # train@xgboost: one nested run per target, each registering its development version.
     (parent,) = repo.stage_runs("train@xgboost")
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(r.data.tags["sepflow.target"] for r in children) == sorted(targets)
     for child in children:
         assert {"feature_importance.png", "tuning"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
-        version = client.get_model_version_by_alias(f"xgboost-{child.data.tags['sepflow.target']}", "candidate")
-        assert version.run_id == child.info.run_id
+        name = f"xgboost-{child.data.tags['sepflow.target']}"
+        release = client.get_model_version_by_alias(name, "candidate")
+        assert client.get_model_version(name, release.tags["sepflow.development_version"]).run_id == child.info.run_id
     assert walk_run.info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(walk_run.info.run_id, "walk_forward")}
     assert f"walk_forward/equity_{targets[0]}.png" in artifacts

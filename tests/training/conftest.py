@@ -6,18 +6,24 @@ cannot import helpers from this folder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import pytest
 
-from sepflow.features.dataset import DatasetBuilder, assemble_features_frame
+from sepflow.features.dataset import Dataset, DatasetBuilder, assemble_features_frame
 from sepflow.features.spec import FeatureParams, TargetParams
 from sepflow.features.targets import daily_returns
 from sepflow.sep.synthetic import SyntheticParams, generate_market
 from sepflow.sep.universe import UniverseParams, filter_universe
-from sepflow.training.params import TrainParams
+from sepflow.training.artifacts import TrainedModel, load_trained
+from sepflow.training.params import TrainParams, WalkForwardParams
+from sepflow.training.train import forward_returns_for, train_family
+from sepflow.training.walk_forward import Evidence
+from sepflow.validation.calendar import development_rows, evaluation_window, trading_calendar
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -62,3 +68,37 @@ def features() -> list[str]:
 def fast_params() -> TrainParams:
     """Two trials per tuned family, tiny boosters and a one-epoch LSTM."""
     return TrainParams.model_validate(FAST)
+
+
+# Walk-forward tests: three 40-date folds on 5-day targets, entered a day after the signal.
+WF = WalkForwardParams(train_days=120, test_days=40, n_folds=3, max_samples_per_symbol=None)
+LAG = 1
+
+Developed = Callable[..., tuple[TrainedModel, Dataset, Evidence]]
+
+
+@pytest.fixture(scope="session")
+def walk_params() -> WalkForwardParams:
+    return WF
+
+
+@pytest.fixture(scope="session")
+def developed(builder: DatasetBuilder, features: list[str], fast_params: TrainParams, daily: pd.DataFrame) -> Developed:
+    """``developed(family, target, folder, params=fast_params, member_dirs=None)``: a development
+    model (trained on the rows before the evaluation window only, into ``folder``), the full
+    dataset to walk and the evidence (window, forward and daily returns) to judge it by."""
+
+    def develop(family: str, target: str, folder: Path, params: TrainParams = fast_params,
+                member_dirs: dict[str, Path] | None = None) -> tuple[TrainedModel, Dataset, Evidence]:
+        ds = builder.build(target, features)
+        window = evaluation_window(trading_calendar(builder), window_days=WF.window_days,
+                                   embargo_days=WF.embargo_for(5 + LAG), label_days=5 + LAG)
+        evidence = Evidence(window=window, forward_returns=forward_returns_for(builder, ds), daily_returns=daily,
+                            execution_lag=LAG, n_trials=4)
+        development = development_rows(ds, window)
+        train_family(family, target, development, features, params, 7, asof="2020-01-02", out_dir=folder,
+                     optuna_storage=None, forward_returns=forward_returns_for(builder, development),
+                     member_dirs=member_dirs)
+        return load_trained(folder), ds, evidence
+
+    return develop

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from sepflow.errors import ConfigError
-from sepflow.features.dataset import Dataset, DatasetBuilder
-from sepflow.training.artifacts import TrainedModel, load_trained
-from sepflow.training.params import TrainParams, WalkForwardParams
-from sepflow.training.train import forward_returns_for, train_family
+from sepflow.features.dataset import Dataset
+from sepflow.training.params import WalkForwardParams
 from sepflow.training.walk_forward import (
     PREDICTION_COLUMNS,
     Evidence,
@@ -20,35 +16,14 @@ from sepflow.training.walk_forward import (
     walk_forward,
     walk_forward_ensemble,
 )
-from sepflow.validation.calendar import development_rows, evaluation_window, trading_calendar
 
-WF = WalkForwardParams(train_days=120, test_days=40, n_folds=3, max_samples_per_symbol=None)
+WF = WalkForwardParams(train_days=120, test_days=40, n_folds=3, max_samples_per_symbol=None)  # as conftest's
 LAG = 1
 
 
-def _evidence(builder: DatasetBuilder, ds: Dataset, daily: pd.DataFrame, wf: WalkForwardParams = WF) -> Evidence:
-    window = evaluation_window(trading_calendar(builder), window_days=wf.window_days,
-                               embargo_days=wf.embargo_for(5 + LAG), label_days=5 + LAG)
-    return Evidence(window=window, forward_returns=forward_returns_for(builder, ds), daily_returns=daily,
-                    execution_lag=LAG, n_trials=4)
-
-
-def _trained(family: str, target: str, builder: DatasetBuilder, features: list[str], params: TrainParams,
-             folder: Path, daily: pd.DataFrame, member_dirs: dict[str, Path] | None = None,
-             ) -> tuple[TrainedModel, Dataset, Evidence]:
-    """A development model (trained on the development region only) and the full dataset to walk."""
-    ds = builder.build(target, features)
-    evidence = _evidence(builder, ds, daily)
-    development = development_rows(ds, evidence.window)
-    train_family(family, target, development, features, params, 7, asof="2020-01-02", out_dir=folder,
-                 optuna_storage=None, forward_returns=forward_returns_for(builder, development),
-                 member_dirs=member_dirs)
-    return load_trained(folder), ds, evidence
-
-
 @pytest.fixture(scope="module")
-def xgb_dir(builder, features, fast_params, daily, tmp_path_factory):
-    return _trained("xgboost", "dir_5d", builder, features, fast_params, tmp_path_factory.mktemp("xgb") / "m", daily)
+def xgb_dir(developed, tmp_path_factory):
+    return developed("xgboost", "dir_5d", tmp_path_factory.mktemp("xgb") / "m")
 
 
 @pytest.fixture(scope="module")
@@ -144,16 +119,16 @@ def test_sliding_window_holds_train_days(xgb_dir, fast_params) -> None:
         assert span <= 100
 
 
-def test_a_sequence_model_predicts_every_test_date(builder, features, fast_params, daily, tmp_path) -> None:
-    trained, ds, evidence = _trained("lstm", "return_5d", builder, features, fast_params, tmp_path / "m", daily)
+def test_a_sequence_model_predicts_every_test_date(developed, fast_params, tmp_path) -> None:
+    trained, ds, evidence = developed("lstm", "return_5d", tmp_path / "m")
     result = walk_forward(trained, ds, evidence, WF.model_copy(update={"max_samples_per_symbol": 40}), fast_params)
     assert result.predictions["date"].nunique() == evidence.window.n_dates  # no 1-in-k date grid
     assert result.overall["n_dates"] == evidence.window.n_dates
 
 
 @pytest.mark.parametrize(("family", "target"), [("dummy", "label3_5d"), ("lightgbm", "return_5d")])
-def test_every_task_reports_its_metrics(family, target, builder, features, fast_params, daily, tmp_path) -> None:
-    trained, ds, evidence = _trained(family, target, builder, features, fast_params, tmp_path / "m", daily)
+def test_every_task_reports_its_metrics(family, target, developed, fast_params, daily, tmp_path) -> None:
+    trained, ds, evidence = developed(family, target, tmp_path / "m")
     close = np.full(len(ds.y), 50.0)
     evidence = Evidence(evidence.window, evidence.forward_returns, daily, LAG, 4, prices=close)
     result = walk_forward(trained, ds, evidence, WF, fast_params)
@@ -166,13 +141,13 @@ def test_every_task_reports_its_metrics(family, target, builder, features, fast_
         assert np.isfinite(result.overall["roc_auc"])
 
 
-def test_the_ensemble_walks_forward_on_its_members_fold_outputs(xgb_dir, xgb_result, builder, features,
+def test_the_ensemble_walks_forward_on_its_members_fold_outputs(xgb_dir, xgb_result, developed,
                                                                fast_params, daily, tmp_path) -> None:
     member, ds, evidence = xgb_dir
-    dummy, _, _ = _trained("dummy", "dir_5d", builder, features, fast_params, tmp_path / "dummy", daily)
+    dummy, _, _ = developed("dummy", "dir_5d", tmp_path / "dummy")
     params = fast_params.model_copy(update={"families": ["dummy", "xgboost", "ensemble"]})
-    ensemble, _, _ = _trained("ensemble", "dir_5d", builder, features, params, tmp_path / "ensemble", daily,
-                              member_dirs={"dummy": tmp_path / "dummy", "xgboost": member.folder})
+    ensemble, _, _ = developed("ensemble", "dir_5d", tmp_path / "ensemble", params,
+                               member_dirs={"dummy": tmp_path / "dummy", "xgboost": member.folder})
     dummy_walk = walk_forward(dummy, ds, evidence, WF, fast_params)
     outputs = {"dummy": dummy_walk.outputs, "xgboost": xgb_result.outputs}
     result, skipped = walk_forward_ensemble(ensemble, ds, outputs, evidence, WF, fast_params)

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from sepflow.errors import ConfigError, DataValidationError, SepflowError
+from sepflow.families import FAMILY_NAMES, TASKS, TaskKind
 
 __all__ = [
     "ADAPTER_FILE",
@@ -46,8 +47,6 @@ __all__ = [
     "make_model",
 ]
 
-TaskKind = Literal["classification", "multiclass", "regression"]
-TASKS: tuple[str, ...] = get_args(TaskKind)
 EvalSet = tuple[pd.DataFrame, Any]
 
 ADAPTER_FILE = "adapter.json"
@@ -109,6 +108,8 @@ class SepflowModel(BaseEstimator):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("family"):
+            if cls.family not in FAMILY_NAMES:
+                raise ConfigError(f"models: family {cls.family!r} is not named in sepflow.families.FAMILY_NAMES")
             FAMILIES[cls.family] = cls
 
     # -- hooks for subclasses -------------------------------------------------------------

@@ -24,19 +24,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from sepflow.errors import ConfigError
+from sepflow.families import SCORINGS, TUNABLE
 from sepflow.evaluation.metrics import information_coefficients, regression_metrics
 from sepflow.models.base import SepflowModel, TaskKind, make_model
 from sepflow.progress import progress, trial_callback
 
 __all__ = ["SCORINGS", "TUNABLE", "rdb_storage", "search_space", "trials_frame", "tune"]
 
-TUNABLE = ("xgboost", "lightgbm", "random_forest")
-
-SCORINGS: dict[str, tuple[str, ...]] = {
-    "classification": ("balanced_accuracy", "roc_auc"),
-    "multiclass": ("balanced_accuracy", "roc_auc"),
-    "regression": ("neg_rmse", "rank_ic"),
-}
 
 # Seconds between a running trial's heartbeats, and silence after which it counts as dead.
 HEARTBEAT_INTERVAL = 30

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import mlflow
 
+from sepflow.catalog import FEATURES, FEATURES_REPORT, MANIFEST, SEP_COMMON
 from sepflow.config import load_params
 from sepflow.features.dataset import assemble_features_frame
 from sepflow.io import read_panel, read_panel_metadata, write_json, write_panel
-from sepflow.stages.filter_sep import SEP_COMMON
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
-FEATURES = Path("data/processed/features.parquet")
-MANIFEST = Path("data/processed/features_manifest.json")
-REPORT = Path("reports/build_features.json")
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -34,10 +30,10 @@ def main(params_path: str = "params.yaml") -> None:
             "targets": len(manifest["targets"]),
             "feature_signature": manifest["feature_signature"],
         }
-        write_report(summary, REPORT)
+        write_report(summary, FEATURES_REPORT)
         mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, int)})
         mlflow.log_artifact(str(MANIFEST))
     print_summary("build_features", {
         **{k: summary[k] for k in ("rows", "tickers", "features", "targets")},
-        "target names": list(manifest["targets"]), "as of": asof, "outputs": [FEATURES, MANIFEST, REPORT],
+        "target names": list(manifest["targets"]), "as of": asof, "outputs": [FEATURES, MANIFEST, FEATURES_REPORT],
     })

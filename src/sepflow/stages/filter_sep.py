@@ -6,19 +6,16 @@ judged point in time and only mark rows with ``in_universe`` (see ``sepflow.sep.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import mlflow
 
+from sepflow.catalog import FILTER_REPORT, SEP, SEP_COMMON, TICKERS
 from sepflow.config import load_params
 from sepflow.io import read_panel, read_panel_metadata, write_panel
 from sepflow.sep.universe import filter_universe
-from sepflow.stages.ingest import SEP, TICKERS
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
-SEP_COMMON = Path("data/interim/sep_common.parquet")
-REPORT = Path("reports/filter_sep.json")
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -28,7 +25,7 @@ def main(params_path: str = "params.yaml") -> None:
         result = filter_universe(read_panel(SEP, categorical=("ticker",)), read_panel(TICKERS), params.universe)
         write_panel(result.sep, SEP_COMMON, metadata={"asof": asof})
         summary = {"asof": asof, **result.summary()}
-        write_report(summary, REPORT)
+        write_report(summary, FILTER_REPORT)
         mlflow.log_metrics({
             "rows": summary["rows"], "tickers": summary["tickers"], "rows_in_universe": summary["rows_in_universe"],
             "tickers_never_in_universe": summary["tickers_never_in_universe"],
@@ -40,5 +37,5 @@ def main(params_path: str = "params.yaml") -> None:
         "never eligible": summary["tickers_never_in_universe"],
         "rows": summary["rows"], "rows in universe": summary["rows_in_universe"],
         "rows dropped": summary["rows_dropped"], "rows excluded": summary["rows_excluded_point_in_time"],
-        "outputs": [SEP_COMMON, REPORT],
+        "outputs": [SEP_COMMON, FILTER_REPORT],
     })

@@ -8,21 +8,17 @@ from pathlib import Path
 
 import mlflow
 
+from sepflow.catalog import FEATURES, IMPORTANCES, MANIFEST, RANK_REPORT, RANKINGS, SELECTED_TARGETS
 from sepflow.config import load_params
 from sepflow.evaluation.plots import bar_chart
 from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import atomic_path, write_json
 from sepflow.ranking.targets import TargetRanking, rank_targets
-from sepflow.stages.build_features import FEATURES, MANIFEST
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 
-SELECTED_TARGETS = Path("data/processed/selected_targets.json")
-RANKINGS = Path("reports/ranking/target_predictability_rankings.csv")
-IMPORTANCES = Path("reports/ranking/feature_importances.csv")
-REPORT = Path("reports/rank_targets.json")
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +40,7 @@ def main(params_path: str = "params.yaml") -> None:
         write_report({
             "candidates": len(ranking.table), "selected": len(ranking.selected), "manual": ranking.manual,
             "best_composite": None if composite is None else float(composite.max()),
-        }, REPORT)
+        }, RANK_REPORT)
         for path in (RANKINGS, IMPORTANCES, SELECTED_TARGETS):
             mlflow.log_artifact(str(path))
         if not ranking.manual:

@@ -7,18 +7,16 @@ default ``ingest.source``) and ``data/raw/synthetic_truth.parquet`` (the true ex
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import mlflow
 
+from sepflow.catalog import SYNTHETIC_SEP, SYNTHETIC_TRUTH
 from sepflow.config import load_params
 from sepflow.io import write_panel
 from sepflow.sep.synthetic import generate_market
 from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run
 
-SEP_FOLDER = Path("data/synthetic")
-TRUTH = Path("data/raw/synthetic_truth.parquet")
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -27,13 +25,13 @@ def main(params_path: str = "params.yaml") -> None:
         market = generate_market(params.synthetic)
         asof = market.sep["date"].max().strftime("%Y-%m-%d")
         # Build the folder beside its final place, then swap it in: never a half-written source.
-        staging = SEP_FOLDER.with_name(f".{SEP_FOLDER.name}.tmp")
+        staging = SYNTHETIC_SEP.with_name(f".{SYNTHETIC_SEP.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         write_panel(market.sep, staging / f"SHARADAR_SEP_{asof}.parquet")
         write_panel(market.tickers, staging / "SHARADAR_TICKERS.parquet")
-        shutil.rmtree(SEP_FOLDER, ignore_errors=True)
-        staging.rename(SEP_FOLDER)
-        write_panel(market.truth, TRUTH)
+        shutil.rmtree(SYNTHETIC_SEP, ignore_errors=True)
+        staging.rename(SYNTHETIC_SEP)
+        write_panel(market.truth, SYNTHETIC_TRUTH)
         mlflow.log_metrics({
             "rows": len(market.sep),
             "tickers": market.tickers.shape[0],
@@ -41,4 +39,4 @@ def main(params_path: str = "params.yaml") -> None:
         })
     print_summary("synthesize", {"rows": len(market.sep), "tickers": market.tickers.shape[0],
                                  "days": market.sep["date"].nunique(), "as of": asof,
-                                 "outputs": [f"{SEP_FOLDER}/", TRUTH]})
+                                 "outputs": [f"{SYNTHETIC_SEP}/", SYNTHETIC_TRUTH]})

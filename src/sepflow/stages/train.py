@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from sepflow.catalog import FEATURES, MANIFEST, MODELS, SELECTED_FEATURES, SELECTED_TARGETS, TRAIN_REPORTS
 from sepflow.config import Params, load_params
 from sepflow.distributed import engine_session
 from sepflow.errors import SepflowError
@@ -26,9 +27,6 @@ from sepflow.features.dataset import DatasetBuilder
 from sepflow.features.spec import feature_signature
 from sepflow.io import read_json, read_panel_metadata
 from sepflow.progress import progress
-from sepflow.stages.build_features import FEATURES, MANIFEST
-from sepflow.stages.rank_targets import SELECTED_TARGETS
-from sepflow.stages.select_features import SELECTED_FEATURES
 from sepflow.summary import print_summary
 from sepflow.tracking.registry import model_name, register_trained
 from sepflow.tracking.runs import flatten, stage_run, write_report
@@ -39,8 +37,6 @@ from sepflow.validation.calendar import EvaluationWindow, development_rows, trad
 
 log = logging.getLogger(__name__)
 
-MODELS = Path("models")
-REPORTS = Path("reports/train")
 COMMON_KEYS = ("validation_fraction", "test_fraction", "embargo_days", "max_samples_per_symbol", "n_splits",
                "calibration", "fee_bps", "slippage_bps", "tuning", "scope", "max_workers")
 
@@ -74,7 +70,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                     mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
         why = {} if targets else {"why_empty": "rank_targets selected no target: nothing to train"}
         write_report({"family": family, "asof": asof, "models": rows, "failed": failed, **why},
-                     REPORTS / f"{family}.json")
+                     TRAIN_REPORTS / f"{family}.json")
         if failed and not rows:
             raise SepflowError(f"train@{family}: every target failed: {failed}")
     _summarise(family, rows, failed, window)
@@ -145,4 +141,4 @@ def _summarise(family: str, rows: list[dict[str, object]], failed: dict[str, str
               "registered": f"{model_name(family, str(row['target']))} v{row['version']} @candidate"} for row in rows]
     print_summary(f"train@{family}", table, notes={
         "models": len(rows) or "none (no selected targets)", "date rule": window.describe(), **({"failed": sorted(failed)} if failed else {}),
-        "outputs": [f"{MODELS / family}/", REPORTS / f"{family}.json"]})
+        "outputs": [f"{MODELS / family}/", TRAIN_REPORTS / f"{family}.json"]})

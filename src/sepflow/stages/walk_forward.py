@@ -6,11 +6,16 @@ which the ensemble's walk-forward combines), ``metrics.json`` (DVC metrics: per 
 map of numbers), ``folds.json`` (per-fold details, the date rule, skipped targets) and
 ``plots/`` (equity, rolling rank IC and per-fold tables as CSV for ``dvc plots``). The MLflow
 run gets the overall metrics, per-fold metrics as steps and PNG charts; the registered version
-that ``train@FAMILY`` produced for each target is tagged with the walk-forward metrics and the
-evaluation window (``sepflow.wf.<metric>``), which the promotion gate reads.
+Then the procedure that was judged is run once more on every labelled row (the release refit,
+``sepflow.training.release``) into ``models/release/<family>/<target>/``, registered as a new
+version of ``<family>-<target>`` (alias ``candidate``, tag ``sepflow.procedure: release``) and
+tagged with the walk-forward metrics and the evaluation window (``sepflow.wf.<metric>``), which
+the promotion gate reads. The development model ``train@FAMILY`` registered keeps no
+walk-forward evidence, so it cannot be promoted.
 
 ``--family ensemble`` walks the ensemble from its members' ``outputs.parquet``: per fold, its
-weights are fitted on the members' outputs on the fold's validation tail.
+weights are fitted on the members' outputs on the fold's validation tail, and its release
+re-weights the members' releases on their shared validation tail.
 """
 
 from __future__ import annotations
@@ -23,8 +28,17 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
+from sepflow.catalog import (
+    FEATURES,
+    MANIFEST,
+    MODELS,
+    RELEASES,
+    SELECTED_TARGETS,
+    SEP_COMMON,
+    TRAIN_REPORTS,
+    WALK_FORWARD_REPORTS,
+)
 from sepflow.config import Params, load_params
 from sepflow.errors import SepflowError
 from sepflow.evaluation.plots import bar_chart, line_chart
@@ -33,15 +47,11 @@ from sepflow.features.spec import feature_signature
 from sepflow.features.targets import daily_returns
 from sepflow.io import atomic_path, read_json, read_panel, write_json, write_panel
 from sepflow.progress import progress
-from sepflow.stages.build_features import FEATURES, MANIFEST
-from sepflow.stages.filter_sep import SEP_COMMON
-from sepflow.stages.rank_targets import SELECTED_TARGETS
-from sepflow.stages.train import MODELS
-from sepflow.stages.train import REPORTS as TRAIN_REPORTS
 from sepflow.summary import print_summary
-from sepflow.tracking.registry import model_name
+from sepflow.tracking.registry import model_name, record_walk_forward, register_trained
 from sepflow.tracking.runs import stage_run
 from sepflow.training.artifacts import load_trained
+from sepflow.training.release import release_ensemble, release_fit, write_release
 from sepflow.training.train import forward_returns_for
 from sepflow.training.walk_forward import (
     OUTPUT_COLUMNS,
@@ -55,7 +65,6 @@ from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 
 log = logging.getLogger(__name__)
 
-REPORTS = Path("reports/walk_forward")
 PLOTS = ("equity", "rolling_ic", "folds")
 # Shown in the stage summary, per target.
 HEADLINE = ("rank_ic", "rank_ic_tstat", "net_sharpe", "net_sharpe_se", "psr", "dsr", "n_periods", "turnover")
@@ -63,13 +72,13 @@ HEADLINE = ("rank_ic", "rank_ic_tstat", "net_sharpe", "net_sharpe_se", "psr", "d
 
 def main(params_path: str = "params.yaml", family: str = "") -> None:
     params = load_params(params_path)
-    out = REPORTS / family
+    out = WALK_FORWARD_REPORTS / family
     logged = {"walk_forward": params.walk_forward.model_dump(), "seed": params.seed,
               "evaluation": params.evaluation.model_dump(),
               "train": {k: getattr(params.train, k) for k in ("calibration", "fee_bps", "slippage_bps")}}
     members = [f for f in params.train.families if f != "ensemble"] if family == "ensemble" else []
-    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, TRAIN_REPORTS / f"{family}.json",
-              *(REPORTS / m / "outputs.parquet" for m in members)]
+    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, MODELS / family, TRAIN_REPORTS / f"{family}.json",
+              *(WALK_FORWARD_REPORTS / m / "outputs.parquet" for m in members), *(RELEASES / m for m in members)]
     with stage_run(f"walk_forward@{family}", params=logged, inputs=inputs) as run:
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         window = params.evaluation_window(trading_calendar(builder))
@@ -80,7 +89,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         notes: dict[str, Any] = {} if targets else {"why_empty": "rank_targets selected no target"}
         prices = _prices(params) if targets else None
         daily = daily_returns(prices, params.targets) if targets else None  # once for every target
-        member_outputs = {m: pd.read_parquet(REPORTS / m / "outputs.parquet") for m in members}
+        member_outputs = {m: pd.read_parquet(WALK_FORWARD_REPORTS / m / "outputs.parquet") for m in members}
         for target in progress(targets, desc=f"walk_forward@{family}", unit="target"):
             if params.train.scope != "pooled":  # one walk per ticker would need its own fold design
                 failed[target] = f"train.scope {params.train.scope}: walk-forward evaluates pooled models only"
@@ -97,13 +106,14 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         if failed and not results and params.train.scope == "pooled":
             raise SepflowError(f"walk_forward@{family}: every target failed: {failed}")
         _write_outputs(out, results, window, failed, notes)
+        (RELEASES / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
         for name in ("predictions.parquet", "metrics.json", "folds.json"):
             mlflow.log_artifact(str(out / name), artifact_path="walk_forward")
+        released = {}
         for target, result in results.items():
             _log_target(target, result)
-            if registered[target] is not None:
-                _tag_version(model_name(family, target), registered[target], result, window, run.info.run_id)
-    _summarise(family, results, failed, out, window)
+            released[target] = _register_release(family, target, result, window, registered[target], run.info.run_id)
+    _summarise(family, results, failed, out, window, released)
 
 
 def _prices(params: Params) -> pd.DataFrame:
@@ -132,11 +142,17 @@ def _walk_target(
         n_trials=_n_trials(builder, params),
         prices=close.reindex(pd.MultiIndex.from_arrays([ds.tickers, ds.dates])).to_numpy(),
     )
+    wf, train = params.walk_forward, params.train
     if family != "ensemble":
-        return walk_forward(trained, ds, evidence, params.walk_forward, params.train)
-    result, skipped = walk_forward_ensemble(trained, ds, member_outputs, evidence, params.walk_forward, params.train)
-    if skipped:
-        notes.setdefault("ensemble_members_skipped", {})[target] = skipped
+        result = walk_forward(trained, ds, evidence, wf, train)
+        release = release_fit(trained, ds, evidence, wf, train)
+    else:
+        result, skipped = walk_forward_ensemble(trained, ds, member_outputs, evidence, wf, train)
+        members = {m: RELEASES / m / target for m in trained.model.members}
+        release, release_skipped = release_ensemble(trained, ds, members, evidence, wf, train)
+        if skipped or release_skipped:
+            notes.setdefault("ensemble_members_skipped", {})[target] = {**release_skipped, **skipped}
+    write_release(release, trained, _numbers(result.overall), RELEASES / family / target)
     return result
 
 
@@ -211,21 +227,31 @@ def _log_target(target: str, result: WalkForwardResult) -> None:
             mlflow.log_artifact(str(chart), artifact_path="walk_forward")
 
 
-def _tag_version(name: str, version: int, result: WalkForwardResult, window: EvaluationWindow, run_id: str) -> None:
-    """The walk-forward evidence and its window on the registered version (read by the promotion gate)."""
-    tags = {f"sepflow.wf.{key}": repr(value) for key, value in _numbers(result.overall).items()}
-    tags.update({"sepflow.wf.eval_start": window.start.date().isoformat(),
-                 "sepflow.wf.eval_end": window.end.date().isoformat(), "sepflow.wf.run_id": run_id})
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, value)
+def _register_release(
+    family: str, target: str, result: WalkForwardResult, window: EvaluationWindow, development: int | None,
+    parent: str,
+) -> int:
+    """Register the release (from a nested run) as the new ``candidate``, with the walk-forward
+    evidence that judged its procedure; return its version."""
+    name = model_name(family, target)
+    tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"walk_forward@{family}"}
+    with mlflow.start_run(run_name=f"{family}/{target} release", nested=True, parent_run_id=parent, tags=tags) as child:
+        version = register_trained(RELEASES / family / target, name, child.info.run_id,
+                                   tags={"sepflow.development_version": str(development)})
+    record_walk_forward(name, version, _numbers(result.overall),
+                        {"eval_start": window.start.date().isoformat(), "eval_end": window.end.date().isoformat()},
+                        parent)
+    return version
 
 
 def _summarise(
     family: str, results: dict[str, WalkForwardResult], failed: dict[str, str], out: Path, window: EvaluationWindow,
+    released: dict[str, int],
 ) -> None:
-    table = [{"target": t, **{k: r.overall.get(k) for k in HEADLINE}} for t, r in results.items()]
+    table = [{"target": t, **{k: r.overall.get(k) for k in HEADLINE},
+              "release": f"{model_name(family, t)} v{released[t]} @candidate"} for t, r in results.items()]
     print_summary(f"walk_forward@{family}", table, notes={
         "targets": len(results) or "none walked forward", "date rule": window.describe(),
         **({"failed": failed} if failed else {}),
-        "outputs": f"{out}/ (predictions.parquet, outputs.parquet, metrics.json, folds.json, plots/)"})
+        "outputs": [f"{out}/ (predictions.parquet, outputs.parquet, metrics.json, folds.json, plots/)",
+                    f"{RELEASES / family}/"]})

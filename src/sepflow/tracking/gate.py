@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sepflow.models import FAMILIES
+from sepflow.families import FAMILY_NAMES
 
 __all__ = [
     "EVIDENCE",
@@ -141,8 +141,8 @@ class PromotionParams(BaseModel):
     @field_validator("baseline_family")
     @classmethod
     def _family(cls, value: str | None) -> str | None:
-        if value is not None and value not in FAMILIES:
-            raise ValueError(f"unknown family {value!r}; families: {sorted(FAMILIES)}")
+        if value is not None and value not in FAMILY_NAMES:
+            raise ValueError(f"unknown family {value!r}; families: {sorted(FAMILY_NAMES)}")
         return value
 
     @model_validator(mode="before")

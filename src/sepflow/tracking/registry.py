@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from sepflow.errors import ConfigError, SepflowError
 from sepflow.tracking.gate import (
     METRIC_TAG,
+    WALK_FORWARD_TAG,
     GateDecision,
     PromotionParams,
     VersionMetrics,
@@ -48,6 +49,7 @@ __all__ = [
     "PromotionResult",
     "model_name",
     "promote",
+    "record_walk_forward",
     "register_trained",
     "version_metrics",
     "walk_forward_gate",
@@ -100,6 +102,9 @@ def _version_tags(trained: TrainedModel | RoutedModel, run_id: str) -> dict[str,
         "sepflow.artifact_name": meta["artifact_name"], "sepflow.asof": meta["asof"],
         "sepflow.run_id": run_id, "sepflow.headline_metric": trained.metrics["headline"],
         "sepflow.scope": meta.get("scope", "pooled"),
+        # development: fitted before the evaluation window; release: refit on every labelled row
+        # after walk-forward judged the procedure (sepflow.training.release)
+        "sepflow.procedure": meta.get("procedure", "development"),
     }
     for segment in SEGMENTS:
         for metric, value in trained.metrics[segment].items():
@@ -110,10 +115,11 @@ def _version_tags(trained: TrainedModel | RoutedModel, run_id: str) -> dict[str,
     return tags
 
 
-def register_trained(out_dir: Path, model_name: str, run_id: str) -> int:
-    """Log ``out_dir`` (a ``train_family`` folder, or a per-symbol one whose model routes each
-    ticker to its own) to run ``run_id`` as a pyfunc model, register it as a new version of
-    ``model_name``, point ``candidate`` at it and return the version number."""
+def register_trained(out_dir: Path, model_name: str, run_id: str, tags: Mapping[str, str] | None = None) -> int:
+    """Log ``out_dir`` (a trained folder: ``train_family``'s, a release, or a per-symbol one whose
+    model routes each ticker to its own) to run ``run_id`` as a pyfunc model, register it as a new
+    version of ``model_name`` (with its origin and metrics as tags, and ``tags``), point
+    ``candidate`` at it and return the version number."""
     out_dir = Path(out_dir)
     trained = load_served(out_dir)
     example = trained.input_example()
@@ -126,10 +132,24 @@ def register_trained(out_dir: Path, model_name: str, run_id: str) -> int:
         )
     registered = str(info.registered_model_version)
     client = MlflowClient()
-    for key, value in _version_tags(trained, run_id).items():
+    for key, value in {**_version_tags(trained, run_id), **(tags or {})}.items():
         client.set_model_version_tag(model_name, registered, key, value)
     client.set_registered_model_alias(model_name, CANDIDATE, registered)
     return int(registered)
+
+
+def record_walk_forward(
+    name: str, version_number: int, metrics: Mapping[str, float], window: Mapping[str, str], run_id: str,
+) -> None:
+    """Tag version ``version_number`` of ``name`` with the walk-forward evidence that judged its
+    procedure (``sepflow.wf.<metric>``), the evaluation window (``window``: ``eval_start``,
+    ``eval_end`` as ISO dates) and the walk-forward run: what the promotion gate reads."""
+    tags = {f"{WALK_FORWARD_TAG}{key}": repr(float(value)) for key, value in metrics.items()}
+    tags.update({f"{WALK_FORWARD_TAG}{key}": value for key, value in window.items()})
+    tags[f"{WALK_FORWARD_TAG}run_id"] = run_id
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version_number), key, value)
 
 
 def version_metrics(name: str, version_number: int) -> VersionMetrics:

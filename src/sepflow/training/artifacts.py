@@ -29,8 +29,8 @@ from sklearn.linear_model import LogisticRegression
 
 from sepflow.errors import DataValidationError, SepflowError
 from sepflow.evaluation.calibration import ProbabilityCalibrator
-from sepflow.io import read_json
-from sepflow.models.base import SepflowModel, TaskKind, load_model
+from sepflow.io import read_json, write_json
+from sepflow.models.base import SepflowModel, TaskKind, _atomic_folder, load_model
 
 __all__ = [
     "ARTIFACTS",
@@ -39,9 +39,11 @@ __all__ = [
     "calibrator_to_json",
     "check_columns",
     "decide",
+    "json_ready",
     "load_trained",
     "read_segment_outputs",
     "segment_outputs_frame",
+    "write_trained",
 ]
 
 MODEL_DIR = "model"
@@ -194,6 +196,33 @@ def load_trained(folder: Path) -> TrainedModel:
         metrics=read_json(folder / METRICS_FILE),
         metadata=read_json(folder / METADATA_FILE),
     )
+
+
+def write_trained(out_dir: Path, model: SepflowModel, files: dict[str, Any], outputs: pd.DataFrame) -> None:
+    """Write a trained folder: the model, the JSON ``files`` (name → content) and the raw
+    ``outputs`` (``segment_outputs_frame``). One folder swap: an interrupted run leaves the
+    previous folder whole, never a mix of both."""
+    missing = [name for name in ARTIFACTS.values() if name != MODEL_DIR and name not in files]
+    if missing:
+        raise SepflowError(f"training: a trained folder needs {missing} too")
+    with _atomic_folder(Path(out_dir)) as staging:
+        model.save(staging / MODEL_DIR)
+        for file, content in files.items():
+            write_json(content, staging / file)
+        outputs.to_parquet(staging / SEGMENT_OUTPUTS_FILE, index=False)
+
+
+def json_ready(value: Any) -> Any:
+    """Nested dicts with NaN/inf replaced by None (strict JSON, readable by DVC) and numpy scalars unwrapped."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def segment_outputs_frame(outputs: dict[str, np.ndarray], index: dict[str, pd.Index]) -> pd.DataFrame:

@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sepflow.distributed import DaskParams
-from sepflow.models import FAMILIES, TASKS
-from sepflow.models.tuning import SCORINGS, TUNABLE
+from sepflow.families import FAMILY_NAMES, SCORINGS, TASKS, TUNABLE
 from sepflow.tracking.lineage import repo_root
 from sepflow.validation.splits import WalkForward
 
@@ -125,9 +124,9 @@ class TrainParams(BaseModel):
     @classmethod
     def _known_families(cls, value: list[str]) -> list[str]:
         # A family needs a section below for its fixed params.
-        unknown = [f for f in value if f not in FAMILIES or f not in cls.model_fields]
+        unknown = [f for f in value if f not in FAMILY_NAMES or f not in cls.model_fields]
         if unknown or len(set(value)) != len(value) or not value:
-            raise ValueError(f"families must be distinct known families ({sorted(FAMILIES)}), got {value}")
+            raise ValueError(f"families must be distinct known families ({sorted(FAMILY_NAMES)}), got {value}")
         return value
 
     @model_validator(mode="after")

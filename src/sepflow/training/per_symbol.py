@@ -40,6 +40,7 @@ from sepflow.io import write_json
 from sepflow.models import TaskKind
 from sepflow.models.base import _atomic_folder
 from sepflow.progress import parallel_map, quiet
+from sepflow.training.artifacts import json_ready
 from sepflow.training.params import TrainParams
 from sepflow.training.routing import (
     INDEX_FILE,
@@ -53,7 +54,6 @@ from sepflow.training.train import (
     _aligned,
     _check_asof,
     _features,
-    _json_ready,
     _task,
     artifact_name,
     train_family,
@@ -252,7 +252,7 @@ def _index(
     libraries: dict[str, str] = {}
     for record in trained.values():
         libraries.update(record["libraries"])
-    return _json_ready({
+    return json_ready({
         "scope": "per_symbol", "artifact_name": artifact_name(target, task, asof), "family": family,
         "target": target, "task": task, "asof": asof, "seed": seed, "features": list(features),
         "feature_signature": ds.meta["feature_signature"],

@@ -52,7 +52,6 @@ from sepflow.models import (
     make_model,
     with_context,
 )
-from sepflow.models.base import _atomic_folder
 from sepflow.models.boosting import GradientBoostingModel
 from sepflow.models.tuning import trials_frame
 from sepflow.ranking.targets import panel_frame, sample_rows
@@ -63,20 +62,21 @@ from sepflow.training.artifacts import (
     INPUT_EXAMPLE_FILE,
     METADATA_FILE,
     METRICS_FILE,
-    MODEL_DIR,
-    SEGMENT_OUTPUTS_FILE,
     THRESHOLD_FILE,
     calibrator_to_json,
     decide,
+    json_ready,
     load_trained,
     read_segment_outputs,
     segment_outputs_frame,
+    write_trained,
 )
 from sepflow.training.params import TrainParams
 from sepflow.training.segments import SEGMENTS, Segments, segments_by_fraction
 from sepflow.training.tune import final_model_params
 
 __all__ = [
+    "EXAMPLE_ROWS",
     "HEADLINE",
     "SegmentContext",
     "TrainResult",
@@ -87,6 +87,7 @@ __all__ = [
     "forward_returns_for",
     "holding_rows",
     "ranking_score",
+    "segment_metrics",
     "segment_output",
     "train_family",
 ]
@@ -247,20 +248,13 @@ def train_family(
     example["date"] = example["date"].dt.strftime("%Y-%m-%d")
     files = {
         CALIBRATOR_FILE: calibrator_to_json(calibrator),
-        THRESHOLD_FILE: _json_ready(threshold),
+        THRESHOLD_FILE: json_ready(threshold),
         FEATURES_FILE: {"features": features, "feature_signature": ds.meta["feature_signature"]},
-        METRICS_FILE: _json_ready(metrics),
-        METADATA_FILE: _json_ready(metadata),
+        METRICS_FILE: json_ready(metrics),
+        METADATA_FILE: json_ready(metadata),
         INPUT_EXAMPLE_FILE: example.to_dict(orient="list"),
     }
-    # One folder swap: an interrupted run leaves the previous folder whole, never a mix of both.
-    with _atomic_folder(out_dir) as staging:
-        model.save(staging / MODEL_DIR)
-        for file, content in files.items():
-            write_json(content, staging / file)
-        segment_outputs_frame(outputs, {name: X[name].index for name in SEGMENTS}).to_parquet(
-            staging / SEGMENT_OUTPUTS_FILE, index=False,
-        )
+    write_trained(out_dir, model, files, segment_outputs_frame(outputs, {name: X[name].index for name in SEGMENTS}))
     return TrainResult(
         family=family, target=target, task=task, artifact_name=name, out_dir=out_dir, model=model,
         metrics=files[METRICS_FILE], metadata=files[METADATA_FILE],
@@ -288,7 +282,7 @@ def _evaluate(
                                               context["validation"], horizon, params)
     outputs = {name: calibrated(calibrator, output) for name, output in outputs.items()}
     per_segment = {
-        name: _segment_metrics(model, np.asarray(y[name]), outputs[name], threshold["threshold"],
+        name: segment_metrics(model, np.asarray(y[name]), outputs[name], threshold["threshold"],
                                context[name], horizon, params)
         for name in SEGMENTS
     }
@@ -496,10 +490,13 @@ def ranking_score(task: TaskKind, classes: np.ndarray, output: np.ndarray, y: np
     return output @ order, outcome
 
 
-def _segment_metrics(
+def segment_metrics(
     model: SepflowModel, y: np.ndarray, output: np.ndarray, threshold: float | None, context: SegmentContext,
     horizon: int, params: TrainParams,
 ) -> dict[str, float]:
+    """One segment's metrics from the model's calibrated ``output``: regression or classification
+    quality, ICs against the forward returns (else the labels) and, for binary calls with
+    returns, the net Sharpe of the non-overlapping long/flat book."""
     if model.task == "regression":
         return {**regression_metrics(y, output), **information_coefficients(context.dates, y, output)}
     classes = model.classes_
@@ -539,16 +536,3 @@ def _library_versions(model: SepflowModel) -> dict[str, str]:
     for name in dict.fromkeys(["sepflow", "numpy", "pandas", "sklearn", "optuna", *libraries]):
         versions[name] = str(getattr(importlib.import_module(name), "__version__", "unknown"))
     return versions
-
-
-def _json_ready(value: Any) -> Any:
-    """Nested dicts with NaN/inf replaced by None (strict JSON, readable by DVC) and numpy scalars unwrapped."""
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

@@ -69,7 +69,8 @@ from sepflow.validation.calendar import EvaluationWindow
 from sepflow.validation.splits import WalkForward
 
 __all__ = [
-    "OUTPUT_COLUMNS", "PREDICTION_COLUMNS", "Evidence", "WalkForwardResult", "walk_forward", "walk_forward_ensemble",
+    "OUTPUT_COLUMNS", "PREDICTION_COLUMNS", "Evidence", "WalkForwardResult", "date_grid", "refit", "validation_tail",
+    "walk_forward", "walk_forward_ensemble",
 ]
 
 PREDICTION_COLUMNS = ["ticker", "date", "target", "fold", "prediction", "probability", "score", "forward_return"]
@@ -129,22 +130,34 @@ def walk_forward(
         raise ConfigError("walk-forward: an ensemble combines its members' walk-forward outputs; "
                           "use walk_forward_ensemble")
     plan = _Plan.make(trained, ds, evidence, wf)
-    sequence = context_length(trained.model) > 1
-    grid = plan.grid
     outputs = []
     for fold in progress(plan.folds, desc=f"walk-forward {plan.target}", unit="fold"):
-        # A sequence model's windows are consecutive trading days, as in production; row-wise
-        # models fit on the date grid (whole dates, so cross-sections stay complete).
-        fit = fold.fit if sequence else fold.fit[np.isin(fold.fit, grid)]
-        validation = fold.validation if sequence else fold.validation[np.isin(fold.validation, grid)]
-        model = clone(trained.model)  # the development model's constructor params (tuned values, seed), unfitted
-        model.fit(plan.X.iloc[fit], plan.y.iloc[fit], eval_set=(plan.X.iloc[validation], plan.y.iloc[validation]))
-        decision_rows = fold.validation[np.isin(fold.validation, grid)]
+        model, decision_rows = refit(trained.model, plan.X, plan.y, fold.fit, fold.validation, plan.grid)
         outputs.append(_FoldOutput(
             fold, decision_rows, segment_output(model, plan.X, plan.X.iloc[decision_rows]),
             segment_output(model, plan.X, plan.X.iloc[fold.test]),
         ))
     return _judge(plan, trained.model, outputs, evidence, wf, train, rolling_window)
+
+
+def refit(
+    template: SepflowModel, X: pd.DataFrame, y: pd.Series, fit: np.ndarray, validation: np.ndarray, grid: np.ndarray,
+) -> tuple[SepflowModel, np.ndarray]:
+    """One step of the procedure walk-forward judges: ``template``'s family, with its constructor
+    params (the tuned values, the seed: ``sklearn.base.clone``), refit on rows ``fit`` with early
+    stopping on ``validation``. Returns the model and the validation rows its decision rule is
+    fitted on (those on the date ``grid``).
+
+    A sequence model's windows are consecutive trading days, as in production; row-wise models
+    fit on the date grid (whole dates, so cross-sections stay complete).
+    """
+    sequence = context_length(template) > 1
+    on_grid = validation[np.isin(validation, grid)]
+    fit = fit if sequence else fit[np.isin(fit, grid)]
+    stop = validation if sequence else on_grid
+    model = clone(template)
+    model.fit(X.iloc[fit], y.iloc[fit], eval_set=(X.iloc[stop], y.iloc[stop]))
+    return model, on_grid
 
 
 def walk_forward_ensemble(
@@ -218,14 +231,14 @@ class _Plan:
         for number, (train_rows, test_rows) in enumerate(splitter.split(X, groups=groups)):
             record = splitter.fold_ranges_.iloc[number].to_dict()
             _check_inside(record, window)
-            fit, validation = _validation_tail(groups, train_rows, wf.validation_fraction, splitter.embargo_days)
+            fit, validation = validation_tail(groups, train_rows, wf.validation_fraction, splitter.embargo_days)
             record.update(n_fit=len(fit), n_validation=len(validation),
                           fit_end=pd.Timestamp(groups["date"].to_numpy()[fit].max()),
                           validation_start=pd.Timestamp(groups["date"].to_numpy()[validation].min()),
                           train_label_end=pd.Timestamp(groups["label_end"].to_numpy()[train_rows].max()))
             folds.append(_Fold(number, fit, validation, test_rows, record))
         dates = groups["date"].to_numpy()
-        grid = np.arange(len(dates)) if not wf.max_samples_per_symbol else _date_grid(dates, wf.max_samples_per_symbol)
+        grid = np.arange(len(dates)) if not wf.max_samples_per_symbol else date_grid(dates, wf.max_samples_per_symbol)
         return cls(meta["target"], trained.task, horizon, X, y, groups, grid, folds)
 
     def keys(self, rows: np.ndarray) -> pd.MultiIndex:
@@ -312,7 +325,7 @@ def _judge(
     )
 
 
-def _date_grid(dates: np.ndarray, max_per_ticker: int) -> np.ndarray:
+def date_grid(dates: np.ndarray, max_per_ticker: int) -> np.ndarray:
     """Row positions on every k-th unique date, k chosen so a ticker listed throughout keeps about
     ``max_per_ticker`` rows. Whole dates are kept: every name of a kept date stays, so per-date
     cross-sections (IC, books) stay complete, unlike a per-ticker sample."""
@@ -321,7 +334,7 @@ def _date_grid(dates: np.ndarray, max_per_ticker: int) -> np.ndarray:
     return np.flatnonzero(np.searchsorted(unique, dates) % stride == 0)
 
 
-def _validation_tail(
+def validation_tail(
     groups: pd.DataFrame, train_rows: np.ndarray, fraction: float, embargo: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The fold's training rows split into (fit, validation): the last ``fraction`` of its trading

@@ -20,13 +20,16 @@ computes the same one; stages that respect it print it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sepflow.errors import ConfigError
-from sepflow.features.dataset import Dataset, DatasetBuilder
+
+if TYPE_CHECKING:  # annotations only: the date rule imports no dataset code (the params layer reads it)
+    from sepflow.features.dataset import Dataset, DatasetBuilder
 
 __all__ = ["EvaluationWindow", "development_rows", "evaluation_window", "trading_calendar"]
 
@@ -104,5 +107,5 @@ def development_rows(ds: Dataset, window: EvaluationWindow) -> Dataset:
             "date_min": dates.min().date().isoformat(), "date_max": dates.max().date().isoformat(),
             "development_end": window.development_end.date().isoformat(),
             "dropped": {**ds.meta.get("dropped", {}), "after_development_end": int((~keep).sum())}}
-    return Dataset(X=take(ds.X), y=take(ds.y), dates=dates, tickers=take(ds.tickers), label_end=take(ds.label_end),
-                   feature_names=ds.feature_names, meta=meta)
+    return replace(ds, X=take(ds.X), y=take(ds.y), dates=dates, tickers=take(ds.tickers),
+                   label_end=take(ds.label_end), meta=meta)
