@@ -4,7 +4,7 @@ every data path it names is one the catalog names.
 A stage runs ``sepflow stage <name>``: the CLI dispatcher (``sepflow/cli.py``, argument parsing
 only) hands over to ``sepflow.stages.<name>.main``, whose import closure inside ``src/sepflow`` is
 what decides the stage's outputs. Imports under ``if TYPE_CHECKING:`` never run and are left out.
-Run this file as a script to print the deps each stage should list.
+Run this file as a script to print the deps each stage should list (``--write``: rewrite them).
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def test_code_deps_are_the_import_closure_of_the_stage(name: str) -> None:
     expected = expected_code_deps(stage)
     missing, surplus = sorted(expected - listed), sorted(listed - expected)
     assert not missing and not surplus, (
-        f"dvc.yaml {name}: missing code deps {missing}, surplus {surplus}; list:\n  - "
+        f"dvc.yaml {name}: missing code deps {missing}, surplus {surplus} (fix: python tests/test_dvc_yaml.py --write); "
+        "the list:\n  - "
         + "\n  - ".join(compact(expected))
     )
 
@@ -148,7 +149,25 @@ def test_no_stage_module_imports_another() -> None:
         assert not others, f"{name} imports {sorted(others)}"
 
 
-if __name__ == "__main__":  # print what each stage should list
+def write_code_deps(path: Path = REPO / "dvc.yaml") -> None:
+    """Rewrite every stage's code deps in ``path`` as its import closure (data deps and comments kept)."""
+    from ruamel.yaml import YAML  # DVC's own YAML library: it keeps the file's comments
+
+    rt = YAML()
+    rt.preserve_quotes, rt.width = True, 200
+    document = rt.load(path)
+    for stage in document["stages"].values():
+        body = stage["do"] if "foreach" in stage else stage
+        command = str(body["cmd"]).replace("${key}", "").replace("${item}", "")
+        data = [dep for dep in body["deps"] if not str(dep).startswith("src/")]
+        body["deps"].clear()
+        body["deps"].extend([*data, *compact(expected_code_deps({"cmd": command}))])
+    rt.dump(document, path)
+
+
+if __name__ == "__main__":  # --write: rewrite dvc.yaml's code deps; else print each stage's list
+    if sys.argv[1:] == ["--write"]:
+        write_code_deps()
     for stage_name, definition in _stages().items():
         if STAGE_COMMAND.match(definition["cmd"]) and (len(sys.argv) < 2 or stage_name in sys.argv[1:]):
             print(stage_name, *compact(expected_code_deps(definition)), sep="\n  - ")

@@ -45,7 +45,7 @@ def test_null_market_ends_cleanly_and_promotes_nothing(repo_copy: Callable, name
     repo.run("dvc", "repro", *stages)
     selected = read_json(repo.root / "data/processed/selected_targets.json")["targets"]
     for family in FAMILIES:
-        train_report = read_json(repo.root / f"reports/train/{family}.json")
+        train_report = read_json(repo.root / f"reports/train/{family}_models.json")
         folds = read_json(repo.root / f"reports/walk_forward/{family}/folds.json")
         if not selected:
             assert "why_empty" in train_report and "why_empty" in folds

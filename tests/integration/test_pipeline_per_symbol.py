@@ -21,7 +21,7 @@ def test_per_symbol_stage_logs_every_ticker_and_registers_the_router(
     repo.run("dvc", "repro", "train@dummy")
     root = repo.root
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]
-    report = read_json(root / "reports/train/dummy.json")
+    report = read_json(root / "reports/train/dummy_models.json")
     assert [m["target"] for m in report["models"]] == targets and not report["failed"]
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

@@ -20,8 +20,16 @@ def test_repro_trains_and_registers_every_family(repo_copy: Callable, named_rese
     targets = read_json(root / "data/processed/selected_targets.json")["targets"]
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     for family in FAMILIES:
-        report = read_json(root / f"reports/train/{family}.json")
+        report = read_json(root / f"reports/train/{family}_models.json")
         assert [m["target"] for m in report["models"]] == targets
+        # DVC metrics: per target and segment, numbers only.
+        metrics = read_json(root / f"reports/train/{family}.json")
+        assert sorted(metrics) == sorted(targets)
+        for target in targets:
+            segments = metrics[target]
+            assert all(isinstance(v, float) for segment in ("validation", "test") for v in segments[segment].values())
+            if family != "dummy":  # constant predictions leave the dummy's ranking metrics undefined (left out)
+                assert segments["test"]
         for target in targets:
             folder = root / "models" / family / target
             for name in ("model", "calibrator.json", "threshold.json", "features.json", "metrics.json",

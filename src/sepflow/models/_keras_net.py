@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sepflow.models._archive import canonical_keras
+
 __all__ = [
     "WindowBatches", "build_network", "early_stopping", "load_network", "predict_windows", "save_network",
     "seed_everything", "train_network",
@@ -106,6 +108,7 @@ def save_network(network: keras.Model, file: Path) -> None:
             "ignore", message="__array__ implementation doesn't accept a copy", category=DeprecationWarning,
         )
         network.save(file)
+    canonical_keras(file)
 
 
 def load_network(file: Path) -> keras.Model:

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from sepflow.errors import SepflowError
+from sepflow.models._archive import canonical_skops
 from sepflow.models.base import SepflowModel
 
 __all__ = ["SkopsModel"]
@@ -49,6 +50,7 @@ class SkopsModel(SepflowModel):
         import skops.io as sio  # imported here: skops pulls in torch when installed (~2 s per process)
 
         sio.dump(self.estimator_, folder / MODEL_FILE)
+        canonical_skops(folder / MODEL_FILE)
         return {}
 
     def _load_native(self, folder: Path, state: dict[str, Any]) -> None:

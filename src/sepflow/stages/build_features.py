@@ -13,7 +13,6 @@ from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 
-
 def main(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     logged = {"features": params.features.model_dump(), "targets": params.targets.model_dump()}

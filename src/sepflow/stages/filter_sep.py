@@ -17,7 +17,6 @@ from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run, write_report
 
 
-
 def main(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     with stage_run("filter_sep", params={"universe": params.universe.model_dump()}, inputs=[SEP, TICKERS]):

@@ -19,7 +19,6 @@ from sepflow.tracking.runs import stage_run, write_report
 from sepflow.validation.calendar import trading_calendar
 
 
-
 def main(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     logged = {"selection": params.selection.model_dump(), "seed": params.seed}

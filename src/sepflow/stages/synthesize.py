@@ -18,7 +18,6 @@ from sepflow.summary import print_summary
 from sepflow.tracking.runs import stage_run
 
 
-
 def main(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     with stage_run("synthesize", params={"synthetic": params.synthetic.model_dump()}):

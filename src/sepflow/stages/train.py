@@ -1,5 +1,10 @@
 """Stage `train@FAMILY`: one model family on every selected target → ``models/<family>/<target>/``.
 
+Writes ``reports/train/<family>.json`` (DVC metrics: per target, per segment, the headline
+metrics as numbers) and ``reports/train/<family>_models.json`` (per target the artefact and its
+headline; failures, and why nothing was trained). Neither holds a run id or a version number:
+a fresh clone reproduces both byte for byte.
+
 One MLflow run for the stage, a nested run per target (params, metrics, tuning trials, a
 feature-importance chart); each trained folder is logged as a pyfunc from the nested run,
 registered as a new version of ``<family>-<target>`` and given the alias ``candidate``.
@@ -12,6 +17,7 @@ table and every ticker's folder, and the registered version routes each ticker t
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -54,13 +60,13 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         window = params.evaluation_window(trading_calendar(builder))
         (MODELS / family).mkdir(parents=True, exist_ok=True)  # a declared output, even with no target
-        rows, failed = [], {}
+        rows, metrics, failed = [], {}, {}
         # One cluster for every target of the stage (train_family would otherwise start one per target).
         with engine_session(train.engine, train.dask, uses_cluster=family in ("xgboost", "lightgbm")):
             for target in progress(targets, desc=f"train@{family}", unit="target"):
                 try:
-                    row = _train_target(family, target, builder, chosen[target], params, window, asof,
-                                        run.info.run_id)
+                    row, metrics[target] = _train_target(family, target, builder, chosen[target], params,
+                                                         window, asof, run.info.run_id)
                 except (SepflowError, ValueError) as exc:  # one target's failure must not sink the others
                     failed[target] = f"{type(exc).__name__}: {exc}"
                     log.warning("train@%s: %s failed: %s", family, target, failed[target])
@@ -69,8 +75,10 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
                 if row["test"] is not None:  # the headline on the stage run too, for comparing families
                     mlflow.log_metric(f"{target}.test.{row['headline']}", float(row["test"]))
         why = {} if targets else {"why_empty": "rank_targets selected no target: nothing to train"}
-        write_report({"family": family, "asof": asof, "models": rows, "failed": failed, **why},
-                     TRAIN_REPORTS / f"{family}.json")
+        write_report(metrics, TRAIN_REPORTS / f"{family}.json")
+        models = [{k: v for k, v in row.items() if k != "version"} for row in rows]  # versions: registry state
+        write_report({"family": family, "asof": asof, "models": models, "failed": failed, **why},
+                     TRAIN_REPORTS / f"{family}_models.json")
         if failed and not rows:
             raise SepflowError(f"train@{family}: every target failed: {failed}")
     _summarise(family, rows, failed, window)
@@ -79,9 +87,9 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
 def _train_target(
     family: str, target: str, builder: DatasetBuilder, features: list[str], params: Params,
     window: EvaluationWindow, asof: str, parent: str,
-) -> dict[str, object]:
+) -> tuple[dict[str, object], dict[str, object]]:
     """Train on the development region, log (a nested run per target) and register one model;
-    return its summary row."""
+    return its summary row and its DVC metrics."""
     tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"train@{family}"}
     with mlflow.start_run(run_name=f"{family}/{target}", nested=True, parent_run_id=parent, tags=tags) as child:
         ds = development_rows(builder.build(target, features), window)
@@ -105,7 +113,25 @@ def _train_target(
            "overfit_margin": result.metrics.get("overfit_margin")}
     if isinstance(result, PerSymbolResult):  # the summary row holds means over these tickers
         row.update(tickers=result.metrics["n_tickers"], skipped_tickers=len(result.skipped))
-    return row
+    return row, _dvc_metrics(result.metrics)
+
+
+def _dvc_metrics(metrics: dict[str, object]) -> dict[str, object]:
+    """Per segment the headline, rank IC and net Sharpe where defined, and the overfit margin:
+    a few finite numbers per target, so `dvc metrics show` / `dvc exp show` stay readable."""
+    headline = str(metrics["headline"])
+    shown = dict.fromkeys((headline, "rank_ic", "net_sharpe"))
+    flat: dict[str, object] = {
+        segment: {key: float(value) for key, value in metrics[segment].items() if key in shown and _finite(value)}
+        for segment in ("validation", "test")
+    }
+    if _finite(metrics.get("overfit_margin")):
+        flat["overfit_margin"] = float(metrics["overfit_margin"])
+    return flat
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _log_pooled(result: TrainResult, features: list[str]) -> None:

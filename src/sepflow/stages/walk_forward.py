@@ -36,7 +36,6 @@ from sepflow.catalog import (
     RELEASES,
     SELECTED_TARGETS,
     SEP_COMMON,
-    TRAIN_REPORTS,
     WALK_FORWARD_REPORTS,
 )
 from sepflow.config import Params, load_params
@@ -48,7 +47,7 @@ from sepflow.features.targets import daily_returns
 from sepflow.io import atomic_path, read_json, read_panel, write_json, write_panel
 from sepflow.progress import progress
 from sepflow.summary import print_summary
-from sepflow.tracking.registry import model_name, record_walk_forward, register_trained
+from sepflow.tracking.registry import latest_version, model_name, record_walk_forward, register_trained
 from sepflow.tracking.runs import stage_run
 from sepflow.training.artifacts import load_trained
 from sepflow.training.release import release_ensemble, release_fit, write_release
@@ -77,12 +76,11 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
               "evaluation": params.evaluation.model_dump(),
               "train": {k: getattr(params.train, k) for k in ("calibration", "fee_bps", "slippage_bps")}}
     members = [f for f in params.train.families if f != "ensemble"] if family == "ensemble" else []
-    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, MODELS / family, TRAIN_REPORTS / f"{family}.json",
+    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, MODELS / family,
               *(WALK_FORWARD_REPORTS / m / "outputs.parquet" for m in members), *(RELEASES / m for m in members)]
     with stage_run(f"walk_forward@{family}", params=logged, inputs=inputs) as run:
         builder = DatasetBuilder(FEATURES, MANIFEST, expected_signature=feature_signature(params.features))
         window = params.evaluation_window(trading_calendar(builder))
-        registered = {row["target"]: row.get("version") for row in read_json(TRAIN_REPORTS / f"{family}.json")["models"]}
         targets = read_json(SELECTED_TARGETS)["targets"]
         results: dict[str, WalkForwardResult] = {}
         failed: dict[str, str] = {}
@@ -94,7 +92,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
             if params.train.scope != "pooled":  # one walk per ticker would need its own fold design
                 failed[target] = f"train.scope {params.train.scope}: walk-forward evaluates pooled models only"
                 continue
-            if target not in registered:
+            if not (MODELS / family / target).is_dir():
                 failed[target] = f"train@{family} has no model for it"
                 continue
             try:
@@ -112,7 +110,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
         released = {}
         for target, result in results.items():
             _log_target(target, result)
-            released[target] = _register_release(family, target, result, window, registered[target], run.info.run_id)
+            released[target] = _register_release(family, target, result, window, run.info.run_id)
     _summarise(family, results, failed, out, window, released)
 
 
@@ -228,12 +226,13 @@ def _log_target(target: str, result: WalkForwardResult) -> None:
 
 
 def _register_release(
-    family: str, target: str, result: WalkForwardResult, window: EvaluationWindow, development: int | None,
-    parent: str,
+    family: str, target: str, result: WalkForwardResult, window: EvaluationWindow, parent: str,
 ) -> int:
     """Register the release (from a nested run) as the new ``candidate``, with the walk-forward
-    evidence that judged its procedure; return its version."""
+    evidence that judged its procedure and the development version it was walked from; return
+    its version."""
     name = model_name(family, target)
+    development = latest_version(name, "development")
     tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"walk_forward@{family}"}
     with mlflow.start_run(run_name=f"{family}/{target} release", nested=True, parent_run_id=parent, tags=tags) as child:
         version = register_trained(RELEASES / family / target, name, child.info.run_id,

@@ -48,6 +48,7 @@ __all__ = [
     "PromotionRefused",
     "PromotionResult",
     "model_name",
+    "latest_version",
     "promote",
     "record_walk_forward",
     "register_trained",
@@ -136,6 +137,14 @@ def register_trained(out_dir: Path, model_name: str, run_id: str, tags: Mapping[
         client.set_model_version_tag(model_name, registered, key, value)
     client.set_registered_model_alias(model_name, CANDIDATE, registered)
     return int(registered)
+
+
+def latest_version(name: str, procedure: str) -> int | None:
+    """The newest version of ``name`` whose ``sepflow.procedure`` tag is ``procedure``
+    (``development`` or ``release``); None when there is none."""
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    found = [int(v.version) for v in versions if v.tags.get("sepflow.procedure", "development") == procedure]
+    return max(found, default=None)
 
 
 def record_walk_forward(

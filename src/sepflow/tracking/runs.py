@@ -120,10 +120,10 @@ def _start_run(stage: str, tags: Mapping[str, str]) -> mlflow.ActiveRun:
 
 
 def write_report(summary: Mapping[str, Any], path: str | Path) -> None:
-    """Write a stage's metrics report (with the id of the run producing it) and log it to that run.
+    """Write a stage's report and log it to the active run.
 
-    The run id lives in reports only, never in data outputs, so data stays byte-identical.
+    Reports are tracked in git, so they hold no run id or timestamp: the same inputs give the same
+    bytes. The run that wrote one is the stage run with the same ``sepflow.input_md5.*`` tags.
     """
-    run = mlflow.active_run()
-    write_json({**summary, "mlflow_run_id": run.info.run_id if run else None}, path)
+    write_json(dict(summary), path)
     mlflow.log_artifact(str(path))
