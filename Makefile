@@ -4,16 +4,32 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup system-deps repro test bench ui clean
+.PHONY: help setup lock system-deps repro test bench ui clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed  ## fresh virtualenv with the pinned dependencies and sepflow itself
+setup: $(VENV)/.installed  ## fresh virtualenv with every package pinned (requirements.lock) and sepflow itself
+
+# requirements.txt holds the direct pins; the lock adds every transitive package at the version
+# those pins resolved to. Rerun after editing requirements.txt (tests/test_packaging.py checks they agree).
+lock:  ## re-resolve requirements.txt in a scratch virtualenv and write requirements.lock
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -r requirements.txt
+	{ echo "# Every package of the environment, pinned: what \`make setup\` installs, so two installs months apart"; \
+	  echo "# get the same packages. Generated from requirements.txt (the direct pins) by \`make lock\`; do not edit."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable --all | grep -v '^pip==\|^setuptools==\|^wheel=='; \
+	} > requirements.lock
+	rm -rf .venv-lock
 
 # Debian/Ubuntu, as root: apt-get only when initdb is missing (tests find it as they do here).
 system-deps:  ## the PostgreSQL server the tracking-server tests start (skipped without it)

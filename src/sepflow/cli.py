@@ -1,18 +1,30 @@
 """The ``sepflow`` command.
 
-Every sepflow error becomes one line on stderr and exit code 2; ``--debug`` shows the traceback.
+Exit codes: 0 done; 1 refused (the promotion gate) or not reproduced; 2 bad input (a sepflow
+error, a missing or unreadable file); 3 infrastructure (the tracking server or database, a full
+disk); 4 an internal error (a bug: please report it); 130 Ctrl-C; 143 SIGTERM. Each failure is
+one line on stderr; ``--debug`` (before or after the subcommand) adds the traceback. ``-v`` /
+``-q`` set how much sepflow logs to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import importlib
+import json
+import logging
+import math
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
-from sepflow.errors import SepflowError
+from sepflow import __version__
+from sepflow.errors import SepflowError, Terminated
 
 # Stage name → module under sepflow.stages (imported lazily: the CLI starts fast).
 STAGES = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features", "train",
@@ -21,6 +33,13 @@ PER_FAMILY = ("train", "walk_forward")
 EXIT_BAD_INPUT = 2
 EXIT_NOT_REPRODUCED = 1  # `sepflow reproduce`: a metric came out different (the table is on stdout)
 EXIT_REFUSED = 1  # `sepflow promote`: the gate said no (the table is on stdout)
+EXIT_INFRASTRUCTURE = 3  # the tracking server or database, the disk: retry or fix the machine, not the input
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+# Errors of these libraries come from the tracking store or its connection, not from the user's input.
+INFRASTRUCTURE_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "psycopg", "psycopg2")
+BAD_INPUT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST}
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -47,6 +66,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         policy = ValidationPolicy()
     result = ingest_source(args.path, tickers=args.tickers, policy=policy, asof=None)
     s = result.summary()
+    if args.json:
+        _print_json({"path": str(args.path), **s, "tickers_file_rows": len(result.tickers) if args.tickers else None})
+        return 0
     dropped = f"; would drop {s['rows_dropped_total']:,} rows {s['rows_dropped']}" if s["rows_dropped_total"] else ""
     tickers = f"; TICKERS ok ({len(result.tickers)} rows)" if args.tickers else ""
     print(f"OK {args.path}: {s['rows']:,} rows, {s['tickers']} tickers, {s['date_min']} to {s['date_max']} "
@@ -119,9 +141,20 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         result = promote(args.model, version=args.version, alias_from=args.alias or CANDIDATE, to=args.to,
                          gate=gate, force=args.force, reason=args.reason)
     except PromotionRefused as refused:
-        print(refused.comparison)
+        if args.json:
+            decision = refused.decision
+            _print_json({"model": args.model, "promoted": False, "refused": str(refused),
+                         "failures": list(decision.failures), "reference": decision.reference_label,
+                         "same_window": decision.same_window})
+        else:
+            print(refused.comparison)
         print(f"sepflow: refused: {refused}", file=sys.stderr)
         return EXIT_REFUSED
+    if args.json:
+        _print_json({"model": result.model_name, "promoted": result.changed, "version": result.version,
+                     "alias": result.alias, "previous_version": result.previous_version, "forced": result.forced,
+                     "reason": result.reason})
+        return 0
     if not result.changed:
         print(f"{result.model_name} v{result.version} already holds @{result.alias}; nothing changed")
         return 0
@@ -143,21 +176,46 @@ def _cmd_models(args: argparse.Namespace) -> int:
     metrics = load_params(args.params).promotion.metrics
     configure_tracking()
     rows = list_models(all_versions=args.all)
+    if args.json:
+        _print_json([{**dataclasses.asdict(row.metrics), "aliases": list(row.aliases)} for row in rows])
+        return 0
     print(format_models(rows, metrics) if rows else f"no registered models in {mlflow.get_tracking_uri()}")
     return 0
+
+
+def _print_json(value: object) -> None:
+    """Strict JSON on stdout (an undefined number is null), for scripts."""
+    def plain(item: object) -> object:
+        if isinstance(item, dict):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [plain(v) for v in item]
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        return item
+
+    print(json.dumps(plain(value), indent=2, sort_keys=True))
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from sepflow.tracking.reproduce import format_comparison, reproduce
 
-    result = reproduce(args.run_id, keep_worktree=args.keep_worktree, echo=print)
+    result = reproduce(args.run_id, keep_worktree=args.keep_worktree,
+                       echo=(lambda line: print(line, file=sys.stderr)) if args.json else print)
+    failed = [row.metric for row in result.comparisons if not row.ok]
+    if args.json:
+        _print_json({"run_id": args.run_id, "reproduced_run_id": result.reproduced_run_id, "reproduced": not failed,
+                     "tolerance": result.tolerance, "aliases_restored": result.aliases_restored,
+                     "kept_worktree": str(result.kept_worktree) if result.kept_worktree else None,
+                     "metrics": [{"metric": row.metric, "recorded": row.recorded, "reproduced": row.reproduced,
+                                  "ok": row.ok} for row in result.comparisons]})
+        return EXIT_NOT_REPRODUCED if failed else 0
     print(format_comparison(result.comparisons))
     for line in result.aliases_restored:
         print(f"alias {line} (a reproduction never changes what serves)")
     if result.kept_worktree is not None:
         print(f"worktree kept at {result.kept_worktree} (remove it: git worktree remove --force {result.kept_worktree})")
     bound = "exactly" if result.tolerance == 0 else f"within {result.tolerance:g}"
-    failed = [row.metric for row in result.comparisons if not row.ok]
     n = len(result.comparisons)
     verdict = f"{len(failed)} of {n} metrics differ (allowed: {bound})" if failed else f"all {n} metrics reproduced {bound}"
     print(f"reproduce: run {args.run_id} → run {result.reproduced_run_id}: {verdict}")
@@ -199,11 +257,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from sepflow.catalog import FEATURES, MANIFEST, SELECTED_FEATURES
     from sepflow.config import load_params
     from sepflow.features.dataset import DatasetBuilder
     from sepflow.features.spec import feature_signature
     from sepflow.io import read_json
-    from sepflow.catalog import FEATURES, MANIFEST, SELECTED_FEATURES
     from sepflow.training.tune import check_tunable, format_search, tune_target
     from sepflow.validation.calendar import development_rows, trading_calendar
 
@@ -228,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="sepflow: daily equity prices → features → ranked targets → trained, registered models. "
         "Run the whole pipeline with `dvc repro`; these commands run or check one piece.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"sepflow {__version__}")
+    _add_common(parser, on_subcommand=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
@@ -242,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--tickers", help="Sharadar TICKERS file to validate with it")
     validate.add_argument("--strict", action="store_true", help="treat every row-level problem as an error")
     validate.add_argument("--params", default="params.yaml", help="validation policy source (if present)")
+    validate.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     validate.set_defaults(func=_cmd_validate)
 
     predict = sub.add_parser("predict", help="predict with a registered model for every ticker in the universe on a date")
@@ -290,11 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument("--force", action="store_true", help="promote even if the gate refuses (needs --reason)")
     promote_cmd.add_argument("--reason", help="why; written to the version's audit tags")
     promote_cmd.add_argument("--params", default="params.yaml", help="gate settings (section promotion)")
+    promote_cmd.add_argument("--json", action="store_true", help="what happened (or every failed rule) as JSON on stdout")
     promote_cmd.set_defaults(func=_cmd_promote)
 
     models = sub.add_parser("models", help="list registered models with their aliases and headline metrics")
     models.add_argument("--all", action="store_true", help="every version (default: those an alias names)")
     models.add_argument("--params", default="params.yaml", help="which walk-forward metrics to show (promotion)")
+    models.add_argument("--json", action="store_true", help="the rows as JSON on stdout (every metric, every alias)")
     models.set_defaults(func=_cmd_models)
 
     reproduce_cmd = sub.add_parser(
@@ -306,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce_cmd.add_argument("run_id", help="the MLflow run id of a stage run")
     reproduce_cmd.add_argument("--keep-worktree", action="store_true", help="leave the worktree for inspection")
+    reproduce_cmd.add_argument("--json", action="store_true",
+                               help="every metric, recorded and reproduced, as JSON on stdout (progress on stderr)")
     reproduce_cmd.set_defaults(func=_cmd_reproduce)
 
     tune_cmd = sub.add_parser(
@@ -369,18 +433,70 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--name", metavar="NAME", help="experiment name for dvc exp show / apply (default: DVC picks one)")
     run_cmd.add_argument("--dry-run", action="store_true", help="print the dvc exp run command and run nothing")
     run_cmd.set_defaults(func=_cmd_run)
+    for command in sub.choices.values():  # `sepflow stage --debug ...` works as `sepflow --debug stage ...`
+        _add_common(command, on_subcommand=True)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
+    """--debug, -v, -q. A subcommand's copies default to SUPPRESS: they set the value only when given,
+    and never reset what was given before the subcommand."""
+    defaults = dict.fromkeys(("debug", "verbose", "quiet"), argparse.SUPPRESS) if on_subcommand else {
+        "debug": False, "verbose": 0, "quiet": False}
+    parser.add_argument("--debug", action="store_true", default=defaults["debug"], help="show the traceback of a failure")
+    parser.add_argument("-v", "--verbose", action="count", default=defaults["verbose"],
+                        help="log more to stderr (-v info, -vv debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=defaults["quiet"], help="log errors only")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (SepflowError, OSError) as exc:
+    except KeyboardInterrupt:
+        print("sepflow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("sepflow: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+    except Exception as exc:  # noqa: BLE001 (every failure becomes one line and its exit code)
+        code = exit_code(exc)
         if args.debug:
             traceback.print_exc()
-        print(f"sepflow: error: {exc}", file=sys.stderr)
+        kind = {EXIT_INFRASTRUCTURE: "infrastructure error", EXIT_INTERNAL: "internal error"}.get(code, "error")
+        hint = " (a bug: rerun with --debug and report the traceback)" if code == EXIT_INTERNAL else ""
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sepflow: {kind}: {message}{hint}", file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for bad input, 3 for the tracking store, its connection or the disk, 4 for anything else."""
+    if isinstance(exc, SepflowError):
         return EXIT_BAD_INPUT
+    if any(cls.__module__.split(".")[0] in INFRASTRUCTURE_MODULES for cls in type(exc).__mro__):
+        return EXIT_INFRASTRUCTURE
+    if isinstance(exc, OSError):
+        return EXIT_BAD_INPUT if exc.errno in BAD_INPUT_ERRNOS else EXIT_INFRASTRUCTURE
+    return EXIT_INTERNAL
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """sepflow's own log lines to stderr: warnings by default, info with -v, debug with -vv."""
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sepflow: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("sepflow")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,3 +17,8 @@ class DataValidationError(SepflowError):
 
 class SourceFormatError(SepflowError):
     """An input file's shape is not one sepflow knows how to read."""
+
+
+class Terminated(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt, not an error)
+    """SIGTERM arrived (DVC, a queue or a scheduler stopping us). Raised by the CLI's handler so the
+    process unwinds as on Ctrl-C: temporary files go, MLflow runs end KILLED; then exit 143."""

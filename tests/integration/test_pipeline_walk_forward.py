@@ -96,6 +96,9 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
     # The seed changed: the stages that read it rerun, for the asked family only.
     assert ran == {"rank_targets", "select_features", "train@dummy", "walk_forward@dummy"}
     assert len(repo.stage_runs("walk_forward@dummy")) == before + 1
+    # The experiment's name and baseline commit ride on its stage runs.
+    (named,) = [r for r in repo.stage_runs("walk_forward@dummy") if r.data.tags.get("sepflow.dvc_exp_name") == "tiny-exp"]
+    assert len(named.data.tags["sepflow.dvc_exp_baseline_rev"]) == 40
     params = yaml.safe_load((root / "params.yaml").read_text())  # dvc exp run works in the workspace
     assert params["seed"] == 7 and params["synthetic"]["seed"] == 42 and params["train"]["families"] == ["dummy"]
     shown = json.loads(repo.run("dvc", "exp", "show", "--json").stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,16 @@ def test_promote_against_the_dummy_then_production(add_version, params_file: Pat
     assert captured.err.startswith("sepflow: refused: ") and captured.err.count("\n") == 1
     assert "net_sharpe not better than xgboost-dir_5d v1 (@production) by more than 0.05 (min_delta)" in captured.err
     assert _production() == 1 and "promoted_at" not in _audit(2)
+    assert main(["promote", XGB, "--json"]) == EXIT_REFUSED  # the same refusal, for a script
+    refusal = json.loads(capsys.readouterr().out)
+    assert refusal["promoted"] is False and refusal["reference"] == "xgboost-dir_5d v1 (@production)"
+    assert any("net_sharpe not better" in failure for failure in refusal["failures"])
 
     add_version("xgboost", walk_forward={"net_sharpe": 0.7, "rank_ic": 0.04, "n_folds": 4})
-    assert main(["promote", XGB]) == 0  # v3, the candidate, beats v1 on both
+    assert main(["promote", XGB, "--json"]) == 0  # v3, the candidate, beats v1 on both
+    assert json.loads(capsys.readouterr().out) == {
+        "model": XGB, "promoted": True, "version": 3, "alias": "production", "previous_version": 1, "forced": False,
+        "reason": json.loads(json.dumps(_audit(3)["promotion_reason"]))}
     assert _production() == 3
     assert _audit(3)["previous_version"] == "1" and _audit(3)["promotion_forced"] == "false"
 
@@ -196,6 +204,13 @@ def test_models_lists_aliases_and_evidence(add_version, params_file: Path, capsy
     ]
     assert main(["models", "--all"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split()[:3] == [XGB, "1", "-"]
+    # --json: every row with every metric, undefined ones as null (strict JSON).
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    dummy = next(row for row in rows if row["family"] == "dummy")
+    assert "rank_ic" not in dummy["walk_forward"] and dummy["walk_forward"]["psr"] == 0.6  # undefined: left out
+    production = next(row for row in rows if row["aliases"] == ["production"])
+    assert production["name"] == XGB and production["version"] == 2 and production["walk_forward"]["dsr"] == 0.71
 
     # A gated metric outside the evidence columns gets its own.
     params_file.write_text("promotion:\n  metrics: [net_sharpe, turnover]\n")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +27,10 @@ from sepflow.tracking.gate import PromotionParams, VersionMetrics, judge, side_b
 from sepflow.tracking.models_table import ModelRow, format_models
 from sepflow.tracking.registry import (
     PromotionRefused,
+    logged_model_id,
     model_name,
     promote,
+    record_walk_forward,
     register_trained,
     version_metrics,
     walk_forward_gate,
@@ -110,6 +116,68 @@ def test_pyfunc_from_alias_matches_load_trained(registered: list[int], folders: 
     one = mlflow.pyfunc.load_model(f"models:/{NAME}/1").predict(example)
     two = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(example)
     assert not np.array_equal(one["probability"], two["probability"])
+
+
+def test_a_version_carries_its_metrics_on_its_model_and_a_description(registered: list[int]) -> None:
+    client = MlflowClient()
+    version = client.get_model_version(NAME, "2")
+    assert version.description.startswith("**xgboost** on **dir_5d** (classification), as of 2018-07-06: trained on")
+    assert "Headline roc_auc: validation" in version.description
+    model = client.get_logged_model(logged_model_id(NAME, 2))
+    logged = {metric.key: metric.value for metric in model.metrics}
+    assert logged["test.roc_auc"] == version_metrics(NAME, 2).metrics["test.roc_auc"]
+    found = client.search_logged_models(experiment_ids=[model.experiment_id], filter_string="metrics.test.roc_auc > 0")
+    assert model.model_id in {m.model_id for m in found}
+
+
+def test_record_walk_forward_tags_logs_and_describes_the_evidence(registered: list[int]) -> None:
+    with mlflow.start_run() as run:
+        pass
+    evidence = {"rank_ic": 0.05, "rank_ic_se": 0.01, "rank_ic_tstat": 5.0, "n_dates": 252.0, "net_sharpe": 1.2,
+                "net_sharpe_se": 0.6, "psr": 0.97, "dsr": 0.8, "n_trials": 18.0, "n_periods": 252.0}
+    record_walk_forward(NAME, 1, evidence, WINDOW, run.info.run_id)
+    client = MlflowClient()
+    version = client.get_model_version(NAME, "1")
+    assert version_metrics(NAME, 1).walk_forward["rank_ic_tstat"] == 5.0
+    assert version.tags["sepflow.wf.run_id"] == run.info.run_id and version.tags["sepflow.wf.eval_end"] == "2020-12-31"
+    assert version.description.endswith("Walk-forward 2016-01-04 to 2020-12-31: rank IC 0.0500 ± 0.0100 (t 5.00, 252 "
+                                        "dates); net Sharpe 1.20 ± 0.60 (PSR 0.97, DSR 0.80 over 18 candidates, 252 "
+                                        "daily returns).")
+    logged = {m.key: m for m in client.get_logged_model(logged_model_id(NAME, 1)).metrics}
+    assert logged["wf.net_sharpe"].value == 1.2 and logged["wf.net_sharpe"].run_id == run.info.run_id
+    for key in [k for k in version.tags if k.startswith("sepflow.wf.")]:  # the gate test tags its own evidence
+        client.delete_model_version_tag(NAME, "1", key)
+
+
+LOAD_WITHOUT_THE_CHECKOUT = """
+import json, sys
+from pathlib import Path
+checkout = Path(sys.argv[1]).resolve()
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != checkout]  # the editable install's entry
+import importlib.util
+assert importlib.util.find_spec("sepflow") is None, "sepflow still importable from the checkout"
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[2])
+import sepflow
+example = pd.read_parquet(sys.argv[3])
+print(json.dumps({"sepflow": sepflow.__file__,
+                  "probability": model.predict(example)["calibrated_probability"].tolist()}))
+"""
+
+
+def test_a_registered_model_loads_where_sepflow_is_not_installed(registered: list[int], folders: list[Path],
+                                                                 tmp_path: Path) -> None:
+    trained = load_trained(folders[1])
+    example = trained.input_example()
+    example.to_parquet(tmp_path / "example.parquet")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_THE_CHECKOUT, str(REPO / "src"), f"models:/{NAME}/2",
+                           str(tmp_path / "example.parquet")], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not Path(result["sepflow"]).resolve().is_relative_to(REPO)  # the model's own copy of the code
+    expected = predict_records(trained, example)["calibrated_probability"].to_numpy()
+    np.testing.assert_allclose(result["probability"], expected, rtol=0, atol=1e-12)
 
 
 WINDOW = {"eval_start": "2016-01-04", "eval_end": "2020-12-31"}

@@ -1,4 +1,5 @@
-"""stage_run: one MLflow run per stage execution with lineage; FAILED on error."""
+"""stage_run: one MLflow run per stage execution with lineage and its inputs as datasets; FAILED on
+error, KILLED when stopped from outside."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sepflow.errors import Terminated
 from sepflow.io import file_md5
 from sepflow.tracking.lineage import params_digest, repo_root
 from sepflow.tracking.runs import flatten, stage_run, tracking_uri
@@ -54,6 +56,10 @@ def test_run_carries_params_and_lineage(project: Path) -> None:
     assert got.data.tags["sepflow.git_commit"] == "unknown" and got.data.tags["sepflow.git_dirty"] == "unknown"
     artifact_uri = got.info.artifact_uri
     assert artifact_uri.startswith((project / "mlartifacts").as_uri())
+    # The input is also an MLflow dataset of the run, its digest the md5 DVC records.
+    (dataset,) = got.inputs.dataset_inputs
+    assert dataset.dataset.name == data.as_posix() and dataset.dataset.digest == file_md5(data)
+    assert {tag.key: tag.value for tag in dataset.tags}["mlflow.data.context"] == "input"
 
 
 def test_failing_stage_marks_run_failed(project: Path) -> None:
@@ -64,6 +70,26 @@ def test_failing_stage_marks_run_failed(project: Path) -> None:
     )
     assert run.info.status == "FAILED"
     assert mlflow.active_run() is None
+
+
+def test_a_dvc_experiment_is_named_on_the_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "momentum-5d")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0123456789abcdef0123456789abcdef01234567")
+    with stage_run("exp", params={}) as run:
+        pass
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["sepflow.dvc_exp_name"] == "momentum-5d"
+    assert tags["sepflow.dvc_exp_baseline_rev"] == "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, Terminated])
+def test_a_stage_stopped_from_outside_ends_killed(project: Path, stop: type[BaseException]) -> None:
+    with pytest.raises(stop), stage_run("stopped", params={}):
+        raise stop
+    (run,) = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("sepflow").experiment_id], "tags.`sepflow.stage` = 'stopped'"
+    )
+    assert run.info.status == "KILLED" and mlflow.active_run() is None
 
 
 def test_flatten() -> None:

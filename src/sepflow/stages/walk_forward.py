@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import LoggedModelInput
 import numpy as np
 import pandas as pd
 
@@ -47,7 +48,13 @@ from sepflow.features.targets import daily_returns
 from sepflow.io import atomic_path, read_json, read_panel, write_json, write_panel
 from sepflow.progress import progress
 from sepflow.summary import print_summary
-from sepflow.tracking.registry import latest_version, model_name, record_walk_forward, register_trained
+from sepflow.tracking.registry import (
+    latest_version,
+    logged_model_id,
+    model_name,
+    record_walk_forward,
+    register_trained,
+)
 from sepflow.tracking.runs import stage_run
 from sepflow.training.artifacts import load_trained
 from sepflow.training.release import release_ensemble, release_fit, write_release
@@ -233,13 +240,16 @@ def _register_release(
     its version."""
     name = model_name(family, target)
     development = latest_version(name, "development")
+    if development is not None and (evaluated := logged_model_id(name, development)):
+        mlflow.log_input(model=LoggedModelInput(evaluated))  # the walk-forward run evaluated this model's procedure
     tags = {"sepflow.family": family, "sepflow.target": target, "sepflow.parent_stage": f"walk_forward@{family}"}
     with mlflow.start_run(run_name=f"{family}/{target} release", nested=True, parent_run_id=parent, tags=tags) as child:
         version = register_trained(RELEASES / family / target, name, child.info.run_id,
                                    tags={"sepflow.development_version": str(development)})
+    # The model's wf.* metrics go through the nested run: the stage run keeps its <target>.<metric> names.
     record_walk_forward(name, version, _numbers(result.overall),
                         {"eval_start": window.start.date().isoformat(), "eval_end": window.end.date().isoformat()},
-                        parent)
+                        parent, log_from=child.info.run_id)
     return version
 
 

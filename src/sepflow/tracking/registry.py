@@ -13,6 +13,8 @@ Rolling back is promoting an older version: the same gate judges it, so a worse 
 from __future__ import annotations
 
 import getpass
+import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+import sepflow
 from sepflow.errors import ConfigError, SepflowError
 from sepflow.tracking.gate import (
     METRIC_TAG,
@@ -49,12 +54,18 @@ __all__ = [
     "PromotionResult",
     "model_name",
     "latest_version",
+    "logged_model_id",
     "promote",
     "record_walk_forward",
     "register_trained",
     "version_metrics",
     "walk_forward_gate",
 ]
+
+# sepflow's own code, logged with every model (MLflow puts it on sys.path when loading), so a
+# registered model loads where sepflow is not installed; and the libraries that code imports.
+SEPFLOW_CODE = Path(sepflow.__file__).parent
+SERVING_MODULES = ("numpy", "pandas", "pyarrow", "sklearn", "pydantic", "yaml", "joblib", "tqdm")
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
@@ -83,12 +94,14 @@ _distributions = cache(packages_distributions)
 
 
 def _pip_requirements(trained: TrainedModel | RoutedModel) -> list[str]:
-    """Pinned distributions behind the libraries the model recorded (resolving pip's inference is slow)."""
+    """Pinned distributions behind the libraries the model recorded and those sepflow's serving code
+    imports (resolving pip's inference is slow). sepflow itself is not on an index: its code travels
+    with the model (``code_paths``)."""
     distributions = _distributions()
     pins = {"mlflow": version("mlflow")}
-    for module in trained.metadata["libraries"]:
+    for module in [*trained.metadata["libraries"], *SERVING_MODULES]:
         for dist in distributions.get(module, []):
-            if dist != "sepflow":  # not on an index: serving installs it from the repository
+            if dist != "sepflow":
                 try:
                     pins[dist] = version(dist)
                 except PackageNotFoundError:
@@ -129,14 +142,56 @@ def register_trained(out_dir: Path, model_name: str, run_id: str, tags: Mapping[
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(ENTRY_POINT), artifacts={ARTIFACT_KEY: str(out_dir)},
             registered_model_name=model_name, signature=signature, input_example=example,
-            pip_requirements=_pip_requirements(trained),
+            pip_requirements=_pip_requirements(trained), code_paths=[str(SEPFLOW_CODE)],
         )
+        # The segment metrics on the model itself: its page shows them, search_logged_models finds them.
+        mlflow.log_metrics(_segment_metrics(trained), model_id=info.model_id)
     registered = str(info.registered_model_version)
     client = MlflowClient()
+    client.update_model_version(model_name, registered, description=_description(trained))
     for key, value in {**_version_tags(trained, run_id), **(tags or {})}.items():
         client.set_model_version_tag(model_name, registered, key, value)
     client.set_registered_model_alias(model_name, CANDIDATE, registered)
     return int(registered)
+
+
+def _segment_metrics(trained: TrainedModel | RoutedModel) -> dict[str, float]:
+    return {f"{segment}.{metric}": float(value) for segment in SEGMENTS
+            for metric, value in trained.metrics.get(segment, {}).items()
+            if isinstance(value, int | float) and math.isfinite(value)}
+
+
+def _description(trained: TrainedModel | RoutedModel) -> str:
+    """A version's Markdown description: what it is, the dates it learned from, its headline."""
+    meta, metrics = trained.metadata, trained.metrics
+    if meta.get("scope") == "per_symbol":
+        learned = f"one model per ticker ({len(meta['tickers'])} tickers), each on its own development rows"
+    elif meta.get("procedure") == "release":
+        segments = meta["segments"]
+        learned = (f"refit on every labelled row, {segments['fit']['start']} to {segments['validation']['end']} "
+                   f"(validation tail from {segments['validation']['start']}), after walk-forward judged the "
+                   "procedure")
+    else:
+        data = meta["data"]
+        learned = (f"trained on {data['date_min']} to {data['date_max']} (the development region, "
+                   f"{data['n_tickers']} tickers)")
+    headline = metrics.get("headline")
+    scores = ", ".join(f"{segment} {metrics[segment][headline]:.4f}" for segment in ("validation", "test")
+                       if isinstance(metrics.get(segment, {}).get(headline), int | float))
+    return (f"**{meta['family']}** on **{meta['target']}** ({meta['task']}), as of {meta['asof']}: {learned}; "
+            f"{len(trained.features)} features."
+            + (f"\n\nHeadline {headline}: {scores}." if scores else ""))
+
+
+def logged_model_id(name: str, version_number: int) -> str | None:
+    """The MLflow 3 LoggedModel behind a registered version (None for versions registered without one)."""
+    return _model_id(MlflowClient().get_model_version(name, str(version_number)))
+
+
+def _model_id(version: ModelVersion) -> str | None:
+    # The SQL registry leaves ModelVersion.model_id empty; the source names the model: models:/<model_id>.
+    source = version.source or ""
+    return version.model_id or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
 
 
 def latest_version(name: str, procedure: str) -> int | None:
@@ -149,16 +204,37 @@ def latest_version(name: str, procedure: str) -> int | None:
 
 def record_walk_forward(
     name: str, version_number: int, metrics: Mapping[str, float], window: Mapping[str, str], run_id: str,
+    *, log_from: str | None = None,
 ) -> None:
     """Tag version ``version_number`` of ``name`` with the walk-forward evidence that judged its
     procedure (``sepflow.wf.<metric>``), the evaluation window (``window``: ``eval_start``,
-    ``eval_end`` as ISO dates) and the walk-forward run: what the promotion gate reads."""
+    ``eval_end`` as ISO dates) and the walk-forward run ``run_id``: what the promotion gate reads.
+    The evidence is also logged as metrics of the version's model (``wf.<metric>``), through run
+    ``log_from`` (default ``run_id``; MLflow logs a model's metrics through a run, which shows them
+    too), and appended to the version's description."""
     tags = {f"{WALK_FORWARD_TAG}{key}": repr(float(value)) for key, value in metrics.items()}
     tags.update({f"{WALK_FORWARD_TAG}{key}": value for key, value in window.items()})
     tags[f"{WALK_FORWARD_TAG}run_id"] = run_id
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version_number), key, value)
+    version = client.get_model_version(name, str(version_number))
+    # The evidence as metrics of the model (its page, search_logged_models), from the walk-forward run.
+    finite = {f"wf.{key}": float(value) for key, value in metrics.items() if math.isfinite(value)}
+    if model_id := _model_id(version):
+        client.log_batch(log_from or run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0, model_id=model_id)
+                                          for key, value in finite.items()])
+    client.update_model_version(name, str(version_number), description=(
+        f"{version.description or ''}\n\n{_evidence_line(metrics, window)}").strip())
+
+
+def _evidence_line(metrics: Mapping[str, float], window: Mapping[str, str]) -> str:
+    """The walk-forward evidence in one Markdown line, each figure with its error bar."""
+    get = lambda key: metrics.get(key, math.nan)  # noqa: E731
+    return (f"Walk-forward {window['eval_start']} to {window['eval_end']}: rank IC {get('rank_ic'):.4f} ± "
+            f"{get('rank_ic_se'):.4f} (t {get('rank_ic_tstat'):.2f}, {get('n_dates'):.0f} dates); net Sharpe "
+            f"{get('net_sharpe'):.2f} ± {get('net_sharpe_se'):.2f} (PSR {get('psr'):.2f}, DSR {get('dsr'):.2f} over "
+            f"{get('n_trials'):.0f} candidates, {get('n_periods'):.0f} daily returns).")
 
 
 def version_metrics(name: str, version_number: int) -> VersionMetrics:

@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from sepflow.errors import Terminated
 from sepflow.io import write_json
 from sepflow.tracking.lineage import git_state, input_md5s, params_digest, repo_root
 
 EXPERIMENT = "sepflow"
+EXPERIMENT_ENV = {"DVC_EXP_NAME": "sepflow.dvc_exp_name", "DVC_EXP_BASELINE_REV": "sepflow.dvc_exp_baseline_rev"}
+INPUT_TAG = "sepflow.input_md5."  # + the input's path: its md5, as dvc.lock records it
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
 
 
@@ -75,26 +83,31 @@ def stage_run(
 
     Logs the stage's params (flattened) and tags the run with the stage name, git commit,
     dirty flag, params digest and the md5 of each input file; under DVC also the dvc.yaml
-    stage (``sepflow.dvc_stage``, which ``sepflow reproduce`` reruns). Any exception marks the
-    run FAILED and propagates; no run is left RUNNING. Under ``mlflow run`` see :func:`_start_run`.
+    stage (``sepflow.dvc_stage``, which ``sepflow reproduce`` reruns). An exception marks the
+    run FAILED, Ctrl-C or SIGTERM KILLED, and propagates; no run is left RUNNING. Under ``mlflow run`` see :func:`_start_run`.
     """
     configure_tracking()
     # DVC names the stage it runs; it can differ from ``stage`` (train_ensemble runs train@ensemble).
     dvc_stage = os.environ.get("DVC_STAGE")
+    digests = input_md5s(inputs)
     lineage = {
         "sepflow.stage": stage,
         **({"sepflow.dvc_stage": dvc_stage} if dvc_stage else {}),
+        # Under `dvc exp run`: which experiment, branched from which commit (DVC sets both).
+        **{tag: os.environ[env] for env, tag in EXPERIMENT_ENV.items() if os.environ.get(env)},
         **{f"sepflow.{k}": v for k, v in git_state().items()},
         "sepflow.params_digest": params_digest(params),
-        **{f"sepflow.input_md5.{path}": md5 for path, md5 in input_md5s(inputs).items()},
+        **{f"{INPUT_TAG}{path}": md5 for path, md5 in digests.items()},
         **(tags or {}),
     }
     run = _start_run(stage, lineage)
     try:
         mlflow.log_params(flatten(params))
+        _log_inputs(run.info.run_id, digests)
         yield run
-    except BaseException:
-        mlflow.end_run(status="FAILED")
+    except BaseException as exc:
+        stopped = isinstance(exc, KeyboardInterrupt | Terminated)  # stopped from outside, not failed
+        mlflow.end_run(status="KILLED" if stopped else "FAILED")
         raise
     mlflow.end_run(status="FINISHED")
 
@@ -117,6 +130,18 @@ def _start_run(stage: str, tags: Mapping[str, str]) -> mlflow.ActiveRun:
     if os.environ.get("DVC_STAGE"):
         return mlflow.start_run(run_name=stage, tags=tags, parent_run_id=project_run)
     return mlflow.start_run(run_id=project_run, run_name=stage, tags=tags)
+
+
+def _log_inputs(run_id: str, digests: Mapping[str, str]) -> None:
+    """Every input file as an MLflow dataset of the run (the UI's Datasets column), its digest the
+    md5 DVC records for it (the file is not read: only its path and digest are logged)."""
+    datasets = [
+        DatasetInput(MetaDataset(LocalArtifactDatasetSource(path), name=path, digest=md5)._to_mlflow_entity(),
+                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, "input")])
+        for path, md5 in sorted(digests.items())
+    ]
+    if datasets:
+        MlflowClient().log_inputs(run_id, datasets=datasets)
 
 
 def write_report(summary: Mapping[str, Any], path: str | Path) -> None:

@@ -3,7 +3,8 @@
 ``TrainedPyfunc`` is logged from code (``ENTRY_POINT``, MLflow's models-from-code), not pickled;
 the model itself is read from the logged ``trained`` artifact folder, in its native formats, by
 ``load_served``: a pooled folder, or a per-symbol folder whose model routes each ticker's rows to
-that ticker's own model. Serving needs ``sepflow`` importable.
+that ticker's own model. The registry logs sepflow's code with the model (``code_paths``), so
+serving needs no sepflow install, only the pinned libraries of the model's requirements.
 """
 
 from __future__ import annotations
