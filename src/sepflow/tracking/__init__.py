@@ -1,0 +1,1 @@
+"""Tracking: MLflow runs and lineage, the model registry and its promotion gate, reproducing a run."""

@@ -1,0 +1,1 @@
+"""Validation of models in time: panel-aware purged splitters and the date rule (the evaluation window)."""
