@@ -2,10 +2,11 @@
 
 Writes ``reports/walk_forward/<family>/``: ``predictions.parquet`` (every out-of-sample
 prediction), ``outputs.parquet`` (raw outputs per fold on its validation tail and test block,
-which the ensemble's walk-forward combines), ``metrics.json`` (DVC metrics: per target a flat
-map of numbers), ``folds.json`` (per-fold details, the date rule, skipped targets) and
-``plots/`` (equity, rolling rank IC and per-fold tables as CSV for ``dvc plots``). The MLflow
-run gets the overall metrics, per-fold metrics as steps and PNG charts; the registered version
+which the ensemble's walk-forward combines), ``metrics.json`` (DVC metrics: per target the
+evidence, ``DVC_METRICS``), ``folds.json`` (every overall metric, per-fold details, the date
+rule, skipped targets) and ``plots/`` (equity, rolling rank IC and per-fold tables as CSV for
+``dvc plots``). The MLflow run gets the overall metrics, per-fold metrics as steps and PNG charts.
+
 Then the procedure that was judged is run once more on every labelled row (the release refit,
 ``sepflow.training.release``) into ``models/release/<family>/<target>/``, registered as a new
 version of ``<family>-<target>`` (alias ``candidate``, tag ``sepflow.procedure: release``) and
@@ -72,6 +73,10 @@ from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 log = logging.getLogger(__name__)
 
 PLOTS = ("equity", "rolling_ic", "folds")
+# The DVC metrics, per target: the evidence with its error bars (every other metric is in folds.json),
+# so `dvc metrics show` / `dvc exp show` stay readable.
+DVC_METRICS = ("rank_ic", "rank_ic_se", "rank_ic_tstat", "n_dates", "net_sharpe", "net_sharpe_se", "psr", "dsr",
+               "n_periods", "turnover", "max_drawdown")
 # Shown in the stage summary, per target.
 HEADLINE = ("rank_ic", "rank_ic_tstat", "net_sharpe", "net_sharpe_se", "psr", "dsr", "n_periods", "turnover")
 
@@ -181,9 +186,11 @@ def _write_outputs(
             with atomic_path(out / "plots" / name / f"{target}.csv") as tmp:
                 frame.to_csv(tmp, index=False, float_format="%.8g", date_format="%Y-%m-%d")
     # Numbers only (no run id): DVC diffs it, and a fresh clone reproduces it byte for byte.
-    write_json({t: _numbers(r.overall) for t, r in results.items()}, out / "metrics.json")
-    write_json({"date_rule": window.as_dict(), "folds": {t: _fold_records(r) for t, r in results.items()},
-                "failed": failed, **notes}, out / "folds.json")
+    write_json({t: {k: v for k, v in _numbers(r.overall).items() if k in DVC_METRICS} for t, r in results.items()},
+               out / "metrics.json")
+    write_json({"date_rule": window.as_dict(), "overall": {t: _numbers(r.overall) for t, r in results.items()},
+                "folds": {t: _fold_records(r) for t, r in results.items()}, "failed": failed, **notes},
+               out / "folds.json")
 
 
 def _plot_tables(result: WalkForwardResult) -> dict[str, pd.DataFrame]:
