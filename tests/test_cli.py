@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -152,3 +153,14 @@ def test_reproduce_json_lists_every_metric_and_exits_1_when_one_differs(monkeypa
     assert result["reproduced"] is False and result["reproduced_run_id"] == "new123"
     assert [m["ok"] for m in result["metrics"]] == [True, False]
     assert "rerunning train@xgboost" in captured.err  # progress stays off stdout
+
+
+def test_an_unreachable_tracking_server_is_an_infrastructure_error(tmp_path) -> None:
+    """A real failure, not a mocked one: nothing listens on the port."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    done = subprocess.run([sys.executable, "-m", "sepflow.cli", "models", "--params", str(params)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("sepflow: infrastructure error: ") and done.stderr.count("\n") == 1

@@ -76,6 +76,21 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
 
     _check_notebooks(root, repo.run("git", "rev-parse", "HEAD").stdout.strip()[:8], targets, execute_notebook)
 
+    # Code deps are import closures: editing a module marks exactly the stages that import it stale.
+    for module, stale in (("src/sepflow/models/lstm.py", {"rank_targets", "select_features", "train@xgboost",
+                                                           "walk_forward@xgboost"}),
+                          ("src/sepflow/training/release.py", {"walk_forward@xgboost"}),
+                          ("src/sepflow/sep/universe.py", None)):  # None: the whole chain
+        source = root / module
+        original = source.read_text()
+        source.write_text(original + "\n# edited\n")
+        status = json.loads(repo.run("dvc", "status", "--json", "walk_forward@xgboost", "--with-deps").stdout)
+        source.write_text(original)
+        if stale is None:
+            assert {"filter_sep", "build_features", "walk_forward@xgboost"} <= set(status)
+        else:
+            assert set(status) == stale, (module, sorted(status))
+
     # Another validation tail: DVC's diffs across two commits show the walk-forward numbers. (The
     # window's shape — test_days, n_folds — is the date rule every choice obeys: it retrains.)
     repo.commit("first walk-forward")
