@@ -15,7 +15,6 @@ import errno
 import importlib
 import json
 import logging
-import math
 import signal
 import sys
 import traceback
@@ -185,16 +184,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _print_json(value: object) -> None:
     """Strict JSON on stdout (an undefined number is null), for scripts."""
-    def plain(item: object) -> object:
-        if isinstance(item, dict):
-            return {str(k): plain(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [plain(v) for v in item]
-        if isinstance(item, float) and not math.isfinite(item):
-            return None
-        return item
+    from sepflow.io import json_ready
 
-    print(json.dumps(plain(value), indent=2, sort_keys=True))
+    print(json.dumps(json_ready(value), indent=2, sort_keys=True, allow_nan=False))
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:

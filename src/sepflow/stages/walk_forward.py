@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import LoggedModelInput
 import numpy as np
 import pandas as pd
+from mlflow.entities import LoggedModelInput
 
 from sepflow.catalog import (
     FEATURES,

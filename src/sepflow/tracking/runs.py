@@ -84,7 +84,8 @@ def stage_run(
     Logs the stage's params (flattened) and tags the run with the stage name, git commit,
     dirty flag, params digest and the md5 of each input file; under DVC also the dvc.yaml
     stage (``sepflow.dvc_stage``, which ``sepflow reproduce`` reruns). An exception marks the
-    run FAILED, Ctrl-C or SIGTERM KILLED, and propagates; no run is left RUNNING. Under ``mlflow run`` see :func:`_start_run`.
+    run FAILED, Ctrl-C or SIGTERM KILLED, and propagates; no run is left RUNNING. Under
+    ``mlflow run`` see :func:`_start_run`.
     """
     configure_tracking()
     # DVC names the stage it runs; it can differ from ``stage`` (train_ensemble runs train@ensemble).

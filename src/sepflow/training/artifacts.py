@@ -39,7 +39,6 @@ __all__ = [
     "calibrator_to_json",
     "check_columns",
     "decide",
-    "json_ready",
     "load_trained",
     "read_segment_outputs",
     "segment_outputs_frame",
@@ -210,19 +209,6 @@ def write_trained(out_dir: Path, model: SepflowModel, files: dict[str, Any], out
         for file, content in files.items():
             write_json(content, staging / file)
         outputs.to_parquet(staging / SEGMENT_OUTPUTS_FILE, index=False)
-
-
-def json_ready(value: Any) -> Any:
-    """Nested dicts with NaN/inf replaced by None (strict JSON, readable by DVC) and numpy scalars unwrapped."""
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def segment_outputs_frame(outputs: dict[str, np.ndarray], index: dict[str, pd.Index]) -> pd.DataFrame:

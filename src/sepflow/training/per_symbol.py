@@ -36,11 +36,10 @@ from joblib import delayed
 
 from sepflow.errors import SepflowError
 from sepflow.features.dataset import Dataset
-from sepflow.io import write_json
+from sepflow.io import json_ready, write_json
 from sepflow.models import TaskKind
 from sepflow.models.base import _atomic_folder
 from sepflow.progress import parallel_map, quiet
-from sepflow.training.artifacts import json_ready
 from sepflow.training.params import TrainParams
 from sepflow.training.routing import (
     INDEX_FILE,

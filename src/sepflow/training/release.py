@@ -27,6 +27,7 @@ import pandas as pd
 from sepflow.errors import ConfigError
 from sepflow.evaluation.calibration import ProbabilityCalibrator
 from sepflow.features.dataset import Dataset
+from sepflow.io import json_ready
 from sepflow.models import EnsembleModel, SepflowModel
 from sepflow.ranking.targets import panel_frame
 from sepflow.training.artifacts import (
@@ -38,7 +39,6 @@ from sepflow.training.artifacts import (
     THRESHOLD_FILE,
     TrainedModel,
     calibrator_to_json,
-    json_ready,
     load_trained,
     read_segment_outputs,
     segment_outputs_frame,
@@ -190,7 +190,9 @@ def write_release(
         **development.metadata, "procedure": RELEASE, "segments": fit.rows, "embargo_days": fit.rows["embargo_days"],
         "development": {"artifact_name": development.metadata["artifact_name"],
                         "segments": development.metadata["segments"]},
-        "data": {**development.metadata["data"], "rows_used": fit.rows["fit"]["n_rows"] + fit.rows["validation"]["n_rows"]},
+        "data": {**development.metadata["data"], "date_min": fit.rows["fit"]["start"],
+                 "date_max": fit.rows["validation"]["end"],
+                 "rows_used": fit.rows["fit"]["n_rows"] + fit.rows["validation"]["n_rows"]},
         "ensemble": fit.ensemble,
     }
     example = fit.example.reset_index()

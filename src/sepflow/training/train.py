@@ -42,7 +42,7 @@ from sepflow.evaluation.thresholds import tune_threshold
 from sepflow.evaluation.trading import TRADING_DAYS, backtest
 from sepflow.features.dataset import Dataset, DatasetBuilder
 from sepflow.features.targets import LABEL3_CLASSES
-from sepflow.io import write_json
+from sepflow.io import json_ready, write_json
 from sepflow.models import (
     TASKS,
     EnsembleModel,
@@ -65,7 +65,6 @@ from sepflow.training.artifacts import (
     THRESHOLD_FILE,
     calibrator_to_json,
     decide,
-    json_ready,
     load_trained,
     read_segment_outputs,
     segment_outputs_frame,
