@@ -141,6 +141,24 @@ def test_every_data_path_is_named_by_the_catalog() -> None:
     assert not stray, f"dvc.yaml paths the catalog does not name: {stray}"
 
 
+def test_top_level_plots_overlay_every_walked_family() -> None:
+    """Each top-level plot reads the same table of every family walk_forward writes, and the
+    columns it draws are ones that table has."""
+    from sepflow.stages.walk_forward import PLOTS
+
+    document = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    walked = {*document["stages"]["walk_forward"]["foreach"], "ensemble"}
+    for entry in document["plots"]:
+        ((plot_id, plot),) = entry.items()
+        assert (REPO / ".dvc/plots" / f"{plot['template']}.json").is_file(), plot_id
+        sources = {Path(path): fields if isinstance(fields, list) else [fields] for path, fields in plot["y"].items()}
+        assert {path.parts[2] for path in sources} == walked, plot_id
+        (table,) = {path.stem for path in sources}  # one table, overlaid across families
+        assert table in PLOTS, plot_id
+        assert {plot["x"], *(f for fields in sources.values() for f in fields)} <= set(PLOTS[table]), plot_id
+        assert all(path.parent == catalog.WALK_FORWARD_REPORTS / path.parts[2] / "plots" for path in sources), plot_id
+
+
 def test_no_stage_module_imports_another() -> None:
     """Stages share paths through the catalog, so one stage's code never enters another's closure."""
     for module in sorted((SRC / "sepflow/stages").glob("[!_]*.py")):

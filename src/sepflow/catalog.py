@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "FEATURES", "FEATURES_REPORT", "FILTER_REPORT", "IMPORTANCES", "INGEST_REPORT", "MANIFEST", "MODELS",
+    "FEATURES", "FEATURES_INFO", "FEATURES_REPORT", "FILTER_INFO", "FILTER_REPORT", "IMPORTANCES", "INGEST_INFO",
+    "INGEST_REPORT", "MANIFEST", "MODELS",
     "RANKINGS", "RANK_REPORT", "RELEASES", "SELECTED_FEATURES", "SELECTED_TARGETS", "SELECTION_REPORTS",
     "SELECT_REPORT", "SEP", "SEP_COMMON", "SYNTHETIC_SEP", "SYNTHETIC_TRUTH", "TICKERS", "TRAIN_REPORTS",
     "WALK_FORWARD_REPORTS",
@@ -23,14 +24,17 @@ SYNTHETIC_TRUTH = Path("data/raw/synthetic_truth.parquet")
 # ingest
 SEP = Path("data/raw/sep.parquet")
 TICKERS = Path("data/raw/tickers.parquet")
-INGEST_REPORT = Path("reports/ingest.json")
+INGEST_REPORT = Path("reports/ingest.json")  # numbers (DVC metrics); dates, source and kind in *_INFO
+INGEST_INFO = Path("reports/ingest_info.json")
 # filter_sep
 SEP_COMMON = Path("data/interim/sep_common.parquet")
 FILTER_REPORT = Path("reports/filter_sep.json")
+FILTER_INFO = Path("reports/filter_sep_info.json")
 # build_features
 FEATURES = Path("data/processed/features.parquet")
 MANIFEST = Path("data/processed/features_manifest.json")
 FEATURES_REPORT = Path("reports/build_features.json")
+FEATURES_INFO = Path("reports/build_features_info.json")
 # rank_targets
 SELECTED_TARGETS = Path("data/processed/selected_targets.json")
 RANKINGS = Path("reports/ranking/target_predictability_rankings.csv")

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import brier_score_loss
 
 from sepflow.errors import ConfigError, DataValidationError
-from sepflow.evaluation.calibration import fit_calibrator
+from sepflow.evaluation.calibration import fit_calibrator, reliability_table
 
 
 def _overconfident_binary(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +61,21 @@ def test_calibrator_rejects_inputs_it_cannot_learn_from():
         fit_calibrator(np.full((3, 3), 1 / 3), [0, 1, 1], classes=[0, 1, 2])
     with pytest.raises(DataValidationError, match=r"\[0, 1\]"):
         fit_calibrator([0.2, 1.5], [0, 1])
+
+
+def test_reliability_table_bins_predictions_and_measures_observed_frequency():
+    p = np.array([0.05, 0.05, 0.15, 0.95, 1.0, np.nan])
+    hit = np.array([0, 1, 0, 1, 1, 1], dtype=bool)
+    table = reliability_table(p, hit, n_bins=10)
+    assert table["bin"].tolist() == [0.0, 0.1, 0.9]  # empty bins are left out; p = 1 lands in the top bin
+    assert table["predicted"].tolist() == pytest.approx([0.05, 0.15, 0.975])
+    assert table["observed"].tolist() == [0.5, 0.0, 1.0]
+    assert table["rows"].tolist() == [2, 1, 2]  # the NaN probability is not counted
+
+
+def test_reliability_of_calibrated_probabilities_lies_on_the_diagonal():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 200_000)
+    table = reliability_table(p, rng.uniform(0, 1, p.size) < p)
+    assert np.abs(table["observed"] - table["predicted"]).max() < 0.01
+    assert table["rows"].sum() == p.size and len(table) == 10

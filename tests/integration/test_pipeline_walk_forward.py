@@ -5,14 +5,17 @@ experiments logging to the same MLflow database. One pipeline run serves all of 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from sepflow.io import read_json, read_panel
+from sepflow.stages.walk_forward import PLOTS
 from sepflow.training.walk_forward import PREDICTION_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -41,8 +44,6 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
         assert overall["n_folds"] == 2 and report[target].items() <= overall.items() and ("roc_auc" in overall or "rmse" in overall)
         assert overall["n_dates"] == folds["date_rule"]["eval_dates"] == 80  # 2 folds x 40 test dates
         assert len(folds["folds"][target]) == 2
-        for plot in ("equity", "rolling_ic", "folds"):
-            assert (out / "plots" / plot / f"{target}.csv").exists()
         # The gate's input: the evaluated candidate carries the walk-forward evidence and its window.
         # It is the release refit (the judged procedure on every labelled row), not the development model.
         version = client.get_model_version_by_alias(f"xgboost-{target}", "candidate")
@@ -69,10 +70,30 @@ def test_walk_forward_stage_reports_tags_and_diffs(repo_copy: Callable, named_re
     assert f"walk_forward/equity_{targets[0]}.png" in artifacts
     assert "walk_forward/predictions.parquet" in artifacts
 
-    metrics = repo.run("dvc", "metrics", "show").stdout
-    assert "reports/walk_forward/xgboost/metrics.json" in metrics
+    # The plot tables: one long CSV per plot, every target, the family named (the top-level plots overlay them).
+    for plot, columns in PLOTS.items():
+        table = pd.read_csv(out / "plots" / f"{plot}.csv")
+        assert tuple(table.columns) == columns and set(table["family"]) == {"xgboost"}
+        assert set(table["target"]) == (set(targets) if plot != "calibration" else
+                                        {t for t in targets if folds["overall"][t].get("roc_auc") is not None})
+    calibration = pd.read_csv(out / "plots" / "calibration.csv")
+    assert calibration["observed"].between(0, 1).all() and (calibration["rows"] > 0).all()
+
+    # `dvc metrics show`: numbers only, for every family and target walked (and every stage's report).
+    (shown,) = json.loads(repo.run("dvc", "metrics", "show", "--json").stdout).values()
+    files = shown["data"]
+    for family in ("xgboost", "dummy"):
+        assert set(files[f"reports/walk_forward/{family}/metrics.json"]["data"]) == set(targets)
+        assert set(files[f"reports/train/{family}.json"]["data"]) == set(targets)
+    leaves = [value for content in files.values() for value in _leaves(content["data"])]
+    assert len(leaves) > 100 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in leaves)
     repo.run("dvc", "plots", "show", "-o", str(root / "plots_html"))
-    assert (root / "plots_html" / "index.html").exists()
+    page = (root / "plots_html" / "index.html").read_text()
+    for entry in yaml.safe_load((root / "dvc.yaml").read_text())["plots"]:  # the families walked, overlaid
+        (plot_id,) = entry
+        drawn = {row["family"] for row in _vega_spec(page, plot_id)["data"]["values"]}
+        # The dummy's constant scores have no rank IC to draw.
+        assert drawn == ({"xgboost"} if plot_id == "walk_forward_rolling_rank_ic" else {"dummy", "xgboost"}), plot_id
 
     _check_notebooks(root, repo.run("git", "rev-parse", "HEAD").stdout.strip()[:8], targets, execute_notebook)
 
@@ -150,3 +171,14 @@ def _check_notebooks(root: Path, commit: str, targets: list[str], execute_notebo
     assert compare["models"] == sorted([f"{family}-{target}", "candidate"] for family in ("dummy", "xgboost")
                                        for target in targets)
     assert figures == len(targets) + 1  # metrics by commit (one per target), equity curves
+
+
+def _leaves(tree: dict) -> list:
+    return [leaf for value in tree.values() for leaf in (_leaves(value) if isinstance(value, dict) else [value])]
+
+
+def _vega_spec(page: str, plot_id: str) -> dict:
+    """The filled Vega-Lite spec of one plot on `dvc plots show`'s HTML page."""
+    match = re.search(rf'<div id = "{plot_id}">\s*<script[^>]*>\s*var spec = (\{{.*?\}});\n', page, re.S)
+    assert match, f"{plot_id} is not on the page"
+    return json.loads(match.group(1))

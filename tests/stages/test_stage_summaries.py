@@ -42,11 +42,11 @@ def test_ingest_and_filter_print_their_summaries(workdir: Path, capsys: pytest.C
     assert table["dropped"] == "high_below_low=1, missing_value=1"
     assert int(table["rows in"].replace(",", "")) == int(table["rows out"].replace(",", "")) + 2
     assert table["tickers"] == "3"
-    assert table["outputs"] == "data/raw/sep.parquet, data/raw/tickers.parquet, reports/ingest.json"
+    assert table["outputs"] == "data/raw/sep.parquet, data/raw/tickers.parquet, reports/ingest.json, reports/ingest_info.json"
     assert "==" not in err  # the summary goes to stdout, and no bar is drawn off a terminal
 
     filter_sep.main("params.yaml")
     out = capsys.readouterr().out
     assert out.startswith("== filter_sep ==\n")
-    assert "  outputs           data/interim/sep_common.parquet, reports/filter_sep.json\n" in out
+    assert "  outputs           data/interim/sep_common.parquet, reports/filter_sep.json, reports/filter_sep_info.json\n" in out
     assert len(out.splitlines()) <= 15

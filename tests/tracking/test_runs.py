@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sepflow.errors import Terminated
-from sepflow.io import file_md5
+from sepflow.io import file_md5, read_json
 from sepflow.tracking.lineage import params_digest, repo_root
-from sepflow.tracking.runs import flatten, stage_run, tracking_uri
+from sepflow.tracking.runs import flatten, stage_run, tracking_uri, write_metrics
 
 
 @pytest.fixture()
@@ -94,3 +94,15 @@ def test_a_stage_stopped_from_outside_ends_killed(project: Path, stop: type[Base
 
 def test_flatten() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "x"}
+
+
+def test_write_metrics_keeps_numbers_and_puts_labels_beside_them(project: Path) -> None:
+    summary = {"rows": 10, "share": 0.5, "asof": "2021-12-24", "manual": False, "dropped": {},
+               "tickers": {"kept": 3, "first": "AAA"}, "names": ["A", "B"]}
+    with stage_run("ingest", params={}):
+        write_metrics(summary, project / "m.json", project / "m_info.json")
+        logged = mlflow.active_run().info.run_id
+    assert read_json(project / "m.json") == {"rows": 10, "share": 0.5, "dropped": {}, "tickers": {"kept": 3}}
+    assert read_json(project / "m_info.json") == {"asof": "2021-12-24", "manual": False, "tickers": {"first": "AAA"},
+                                                  "names": ["A", "B"]}
+    assert {a.path for a in MlflowClient().list_artifacts(logged)} == {"m.json", "m_info.json"}

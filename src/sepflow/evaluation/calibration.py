@@ -3,7 +3,8 @@
 Fit on the validation predictions of a model trained elsewhere; fitting on the model's own
 training rows would learn its overconfidence there, not the calibration it needs out of sample.
 Binary probabilities are calibrated directly. Multi-class probabilities are calibrated one
-column at a time (one-vs-rest) and each row is renormalised to sum to 1.
+column at a time (one-vs-rest) and each row is renormalised to sum to 1. ``reliability_table``
+measures how well probabilities are calibrated out of sample (the walk-forward's calibration curve).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from sepflow.errors import ConfigError, DataValidationError
 
-__all__ = ["ProbabilityCalibrator", "fit_calibrator"]
+__all__ = ["ProbabilityCalibrator", "fit_calibrator", "reliability_table"]
 
 Method = Literal["isotonic", "sigmoid"]
 
@@ -119,3 +121,23 @@ def fit_calibrator(
 ) -> ProbabilityCalibrator:
     """Fit a ``ProbabilityCalibrator`` on validation probabilities and labels only."""
     return ProbabilityCalibrator(method=method).fit(proba_val, y_val, classes=classes)
+
+
+def reliability_table(probability: Any, outcome: Any, n_bins: int = 10) -> pd.DataFrame:
+    """The calibration curve: rows binned by predicted probability into ``n_bins`` equal-width
+    bins; per non-empty bin its ``bin`` (lower edge), mean ``predicted`` probability, ``observed``
+    frequency of the outcome and ``rows``. A calibrated model lies on predicted = observed."""
+    p = np.asarray(probability, dtype=np.float64)
+    hit = np.asarray(outcome, dtype=bool)
+    keep = np.isfinite(p)
+    p, hit = p[keep], hit[keep]
+    # Equal widths (not quantiles): bins are comparable across families, commits and targets.
+    bins = np.minimum((np.clip(p, 0.0, 1.0) * n_bins).astype(np.int64), n_bins - 1)
+    rows = np.bincount(bins, minlength=n_bins)
+    present = rows > 0
+    return pd.DataFrame({
+        "bin": np.arange(n_bins, dtype=np.float64)[present] / n_bins,
+        "predicted": np.bincount(bins, weights=p, minlength=n_bins)[present] / rows[present],
+        "observed": np.bincount(bins, weights=hit, minlength=n_bins)[present] / rows[present],
+        "rows": rows[present],
+    })

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import mlflow
 
-from sepflow.catalog import FEATURES, FEATURES_REPORT, MANIFEST, SEP_COMMON
+from sepflow.catalog import FEATURES, FEATURES_INFO, FEATURES_REPORT, MANIFEST, SEP_COMMON
 from sepflow.config import load_params
 from sepflow.features.dataset import assemble_features_frame
 from sepflow.io import read_panel, read_panel_metadata, write_json, write_panel
 from sepflow.summary import print_summary
-from sepflow.tracking.runs import stage_run, write_report
+from sepflow.tracking.runs import stage_run, write_metrics
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -29,10 +29,11 @@ def main(params_path: str = "params.yaml") -> None:
             "targets": len(manifest["targets"]),
             "feature_signature": manifest["feature_signature"],
         }
-        write_report(summary, FEATURES_REPORT)
+        write_metrics(summary, FEATURES_REPORT, FEATURES_INFO)
         mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, int)})
         mlflow.log_artifact(str(MANIFEST))
     print_summary("build_features", {
         **{k: summary[k] for k in ("rows", "tickers", "features", "targets")},
-        "target names": list(manifest["targets"]), "as of": asof, "outputs": [FEATURES, MANIFEST, FEATURES_REPORT],
+        "target names": list(manifest["targets"]), "as of": asof,
+        "outputs": [FEATURES, MANIFEST, FEATURES_REPORT, FEATURES_INFO],
     })

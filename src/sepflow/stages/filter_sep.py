@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import mlflow
 
-from sepflow.catalog import FILTER_REPORT, SEP, SEP_COMMON, TICKERS
+from sepflow.catalog import FILTER_INFO, FILTER_REPORT, SEP, SEP_COMMON, TICKERS
 from sepflow.config import load_params
 from sepflow.io import read_panel, read_panel_metadata, write_panel
 from sepflow.sep.universe import filter_universe
 from sepflow.summary import print_summary
-from sepflow.tracking.runs import stage_run, write_report
+from sepflow.tracking.runs import stage_run, write_metrics
 
 
 def main(params_path: str = "params.yaml") -> None:
@@ -24,7 +24,7 @@ def main(params_path: str = "params.yaml") -> None:
         result = filter_universe(read_panel(SEP, categorical=("ticker",)), read_panel(TICKERS), params.universe)
         write_panel(result.sep, SEP_COMMON, metadata={"asof": asof})
         summary = {"asof": asof, **result.summary()}
-        write_report(summary, FILTER_REPORT)
+        write_metrics(summary, FILTER_REPORT, FILTER_INFO)
         mlflow.log_metrics({
             "rows": summary["rows"], "tickers": summary["tickers"], "rows_in_universe": summary["rows_in_universe"],
             "tickers_never_in_universe": summary["tickers_never_in_universe"],
@@ -36,5 +36,5 @@ def main(params_path: str = "params.yaml") -> None:
         "never eligible": summary["tickers_never_in_universe"],
         "rows": summary["rows"], "rows in universe": summary["rows_in_universe"],
         "rows dropped": summary["rows_dropped"], "rows excluded": summary["rows_excluded_point_in_time"],
-        "outputs": [SEP_COMMON, FILTER_REPORT],
+        "outputs": [SEP_COMMON, FILTER_REPORT, FILTER_INFO],
     })

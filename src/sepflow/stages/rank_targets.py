@@ -36,11 +36,9 @@ def main(params_path: str = "params.yaml") -> None:
             ranking.importances.to_csv(tmp, index=False, float_format="%.6g")
         write_json({"targets": ranking.selected, "manual": ranking.manual, "date_rule": window.as_dict()},
                    SELECTED_TARGETS)
-        composite = ranking.table["composite"] if "composite" in ranking.table else None
-        write_report({
-            "candidates": len(ranking.table), "selected": len(ranking.selected), "manual": ranking.manual,
-            "best_composite": None if composite is None else float(composite.max()),
-        }, RANK_REPORT)
+        # Numbers only (DVC metrics); whether the targets were named by hand is in selected_targets.json.
+        best = {"best_composite": float(ranking.table["composite"].max())} if "composite" in ranking.table else {}
+        write_report({"candidates": len(ranking.table), "selected": len(ranking.selected), **best}, RANK_REPORT)
         for path in (RANKINGS, IMPORTANCES, SELECTED_TARGETS):
             mlflow.log_artifact(str(path))
         if not ranking.manual:

@@ -52,7 +52,9 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
     train = params.train
     logged = {"train": {**{k: getattr(train, k) for k in COMMON_KEYS}, family: train.model_params(family)},
               "seed": params.seed}
-    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SELECTED_FEATURES]
+    # The ensemble reads its members' models: recorded, so `sepflow reproduce` restores them too.
+    members = [MODELS / f for f in train.families if f != "ensemble"] if family == "ensemble" else []
+    inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SELECTED_FEATURES, *members]
     with stage_run(f"train@{family}", params=logged, inputs=inputs) as run:
         targets = read_json(SELECTED_TARGETS)["targets"]
         chosen = read_json(SELECTED_FEATURES)
@@ -117,10 +119,11 @@ def _train_target(
 
 
 def _dvc_metrics(metrics: dict[str, object]) -> dict[str, object]:
-    """Per segment the headline, rank IC and net Sharpe where defined, and the overfit margin:
-    a few finite numbers per target, so `dvc metrics show` / `dvc exp show` stay readable."""
+    """Per segment the headline, rank IC, RMSE (regression) and net Sharpe where defined, and the
+    overfit margin: a few finite numbers per target, so `dvc metrics show` / `dvc exp show` stay
+    readable. RMSE is defined where a constant prediction leaves every rank-based figure undefined."""
     headline = str(metrics["headline"])
-    shown = dict.fromkeys((headline, "rank_ic", "net_sharpe"))
+    shown = dict.fromkeys((headline, "rank_ic", "rmse", "net_sharpe"))
     flat: dict[str, object] = {
         segment: {key: float(value) for key, value in metrics[segment].items() if key in shown and _finite(value)}
         for segment in ("validation", "test")

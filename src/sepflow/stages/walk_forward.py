@@ -4,8 +4,9 @@ Writes ``reports/walk_forward/<family>/``: ``predictions.parquet`` (every out-of
 prediction), ``outputs.parquet`` (raw outputs per fold on its validation tail and test block,
 which the ensemble's walk-forward combines), ``metrics.json`` (DVC metrics: per target the
 evidence, ``DVC_METRICS``), ``folds.json`` (every overall metric, per-fold details, the date
-rule, skipped targets) and ``plots/`` (equity, rolling rank IC and per-fold tables as CSV for
-``dvc plots``). The MLflow run gets the overall metrics, per-fold metrics as steps and PNG charts.
+rule, skipped targets) and ``plots/`` (equity, rolling rank IC, per-fold and calibration-curve
+tables: one CSV each, every target, overlaid across families by ``dvc.yaml``'s top-level plots).
+The MLflow run gets the overall metrics, per-fold metrics as steps and PNG charts.
 
 Then the procedure that was judged is run once more on every labelled row (the release refit,
 ``sepflow.training.release``) into ``models/release/<family>/<target>/``, registered as a new
@@ -72,7 +73,13 @@ from sepflow.validation.calendar import EvaluationWindow, trading_calendar
 
 log = logging.getLogger(__name__)
 
-PLOTS = ("equity", "rolling_ic", "folds")
+# The plot tables (reports/walk_forward/<family>/plots/<name>.csv) and their columns.
+PLOTS = {
+    "equity": ("family", "target", "date", "gross", "net", "benchmark"),
+    "rolling_ic": ("family", "target", "date", "rank_ic", "rolling_rank_ic"),
+    "folds": ("family", "target", "fold", "rank_ic", "ic", "net_sharpe", "gross_sharpe"),
+    "calibration": ("family", "target", "bin", "predicted", "observed", "rows"),
+}
 # The DVC metrics, per target: the evidence with its error bars (every other metric is in folds.json),
 # so `dvc metrics show` / `dvc exp show` stay readable.
 DVC_METRICS = ("rank_ic", "rank_ic_se", "rank_ic_tstat", "n_dates", "net_sharpe", "net_sharpe_se", "psr", "dsr",
@@ -179,12 +186,12 @@ def _write_outputs(
         pd.DataFrame(columns=OUTPUT_COLUMNS).astype({"date": "datetime64[ns]", "fold": "int64"}))
     write_panel(predictions, out / "predictions.parquet")
     write_panel(outputs, out / "outputs.parquet")
-    for name in PLOTS:
-        (out / "plots" / name).mkdir(parents=True, exist_ok=True)
-    for target, result in results.items():
-        for name, frame in _plot_tables(result).items():
-            with atomic_path(out / "plots" / name / f"{target}.csv") as tmp:
-                frame.to_csv(tmp, index=False, float_format="%.8g", date_format="%Y-%m-%d")
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for name, columns in PLOTS.items():  # one table per plot, every target: the top-level plots overlay families
+        tables = [_plot_tables(out.name, target, result)[name] for target, result in results.items()]
+        frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(columns))
+        with atomic_path(out / "plots" / f"{name}.csv") as tmp:
+            frame[list(columns)].to_csv(tmp, index=False, float_format="%.8g", date_format="%Y-%m-%d")
     # Numbers only (no run id): DVC diffs it, and a fresh clone reproduces it byte for byte.
     write_json({t: {k: v for k, v in _numbers(r.overall).items() if k in DVC_METRICS} for t, r in results.items()},
                out / "metrics.json")
@@ -193,9 +200,10 @@ def _write_outputs(
                out / "folds.json")
 
 
-def _plot_tables(result: WalkForwardResult) -> dict[str, pd.DataFrame]:
-    folds = result.folds[["fold", "net_sharpe", "gross_sharpe", "rank_ic", "ic"]]
-    return {"equity": result.equity, "rolling_ic": result.rolling_ic.dropna(), "folds": folds}
+def _plot_tables(family: str, target: str, result: WalkForwardResult) -> dict[str, pd.DataFrame]:
+    tables = {"equity": result.equity, "rolling_ic": result.rolling_ic.dropna(), "folds": result.folds,
+              "calibration": result.calibration}
+    return {name: frame.assign(family=family, target=target) for name, frame in tables.items()}
 
 
 def _numbers(metrics: dict[str, float]) -> dict[str, float]:

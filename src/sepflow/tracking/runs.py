@@ -153,3 +153,29 @@ def write_report(summary: Mapping[str, Any], path: str | Path) -> None:
     """
     write_json(dict(summary), path)
     mlflow.log_artifact(str(path))
+
+
+def write_metrics(summary: Mapping[str, Any], path: str | Path, info_path: str | Path) -> None:
+    """Write a stage's report in two files, both logged to the active run: ``path`` holds its
+    numbers (the DVC metrics file, so `dvc metrics diff` compares numbers only) and ``info_path``
+    every other value (dates, names, flags: what the numbers are about)."""
+    numbers, info = _split_numbers(summary)
+    write_report(numbers, path)
+    write_report(info, info_path)
+
+
+def _split_numbers(tree: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    numbers: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            inner_numbers, inner_info = _split_numbers(value)
+            if inner_numbers or not inner_info:  # an empty count table ({} dropped) is still a metric
+                numbers[key] = inner_numbers
+            if inner_info:
+                info[key] = inner_info
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            numbers[key] = value
+        else:
+            info[key] = value
+    return numbers, info

@@ -43,6 +43,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from sepflow.errors import ConfigError, DataValidationError
+from sepflow.evaluation.calibration import reliability_table
 from sepflow.evaluation.metrics import (
     classification_metrics,
     daily_information_coefficients,
@@ -102,6 +103,7 @@ class WalkForwardResult:
     overall: dict[str, float]
     equity: pd.DataFrame  # per book day: gross, net and equal-weight benchmark equity
     rolling_ic: pd.DataFrame  # per date: rank IC and its rolling mean
+    calibration: pd.DataFrame  # classifiers: the reliability curve of P(up / BULLISH); empty for regression
 
 
 @dataclass(frozen=True)
@@ -321,8 +323,16 @@ def _judge(
     return WalkForwardResult(
         target=plan.target, predictions=predictions[PREDICTION_COLUMNS], outputs=pd.concat(raw, ignore_index=True),
         folds=pd.DataFrame(fold_rows), overall=overall, equity=_equity(predictions, book, evidence),
-        rolling_ic=rolling.reset_index(),
+        rolling_ic=rolling.reset_index(), calibration=_reliability(predictions, classes, model.task),
     )
+
+
+def _reliability(predictions: pd.DataFrame, classes: np.ndarray | None, task: str) -> pd.DataFrame:
+    """The calibration curve of ``probability`` (P(up) or P(BULLISH)) on the test rows."""
+    if task == "regression":
+        return reliability_table(np.empty(0), np.empty(0, dtype=bool))
+    positive = classes[1] if task == "classification" else LABEL3_CLASSES[-1]
+    return reliability_table(predictions["probability"], predictions["_label"].to_numpy() == positive)
 
 
 def date_grid(dates: np.ndarray, max_per_ticker: int) -> np.ndarray:
