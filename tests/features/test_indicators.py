@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sepflow.errors import DataValidationError
-from sepflow.features.indicators import PanelLayout, add_cross_sectional, build_features
+from sepflow.features import indicators
+from sepflow.features.indicators import PanelLayout, add_cross_sectional, build_features, history_buckets
 from sepflow.features.spec import (
     BollingerParams,
     CrossSectionalParams,
@@ -459,3 +460,35 @@ def test_layout_round_trips_ragged_and_unsorted_groups() -> None:
     np.testing.assert_array_equal(layout.to_rows(matrix), values)
     shuffled = PanelLayout.from_codes(np.array([1, 0, 1, 0]))
     np.testing.assert_array_equal(shuffled.to_matrix(np.arange(4.0)), [[1, 3], [0, 2]])
+
+
+def test_bucketed_histories_equal_one_padded_matrix_cell_for_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IPOs and delistings: histories from 3 rows to 1,200. Bucketing tickers by history length
+    (each bucket its own matrix) gives exactly the single padded matrix's features."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for i, rows in enumerate([1200, 1180, 700, 650, 300, 90, 40, 12, 2, 1200, 25, 500]):
+        panel = make_panel(n_tickers=1, n_days=2 * rows + 20, seed=int(rng.integers(1 << 30))).head(rows)
+        if i == 4:  # gaps: the EMAs then pack each ticker's valid values
+            panel.loc[[10, 11, 150], "closeadj"] = np.nan
+            panel.loc[[40], "volume"] = np.nan
+        frames.append(panel.assign(ticker=f"T{i:02d}"))
+    sep = pd.concat(frames, ignore_index=True).sort_values(["ticker", "date"], ignore_index=True)
+    sep["ticker"] = sep["ticker"].astype("str")
+    lengths = sep.groupby("ticker").size().to_numpy()
+    assert len(history_buckets(lengths)) > 3  # the default bound really cuts this panel
+    names = feature_names(SMALL)
+    bucketed = build_features(sep, SMALL)
+    monkeypatch.setattr(indicators, "MAX_PADDING", np.inf)  # one bucket: one (tickers × 1,200) matrix
+    padded = build_features(sep, SMALL)
+    np.testing.assert_array_equal(bits(bucketed, names), bits(padded, names))
+
+
+@pytest.mark.parametrize("max_padding", [0.0, 0.1, 0.25, 1.0])
+def test_history_buckets_bound_padding_and_cover_every_ticker(max_padding: float) -> None:
+    lengths = np.random.default_rng(0).integers(1, 6_000, 3_000)
+    buckets = history_buckets(lengths, max_padding)
+    assert np.array_equal(np.sort(np.concatenate(buckets)), np.arange(lengths.size))
+    for tickers in buckets:
+        rows = lengths[tickers].sum()
+        assert len(tickers) == 1 or lengths[tickers].max() * len(tickers) - rows <= max_padding * rows

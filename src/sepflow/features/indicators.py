@@ -17,8 +17,11 @@ are NaN on the other rows. Who is ranked at t is thus decided by point-in-time m
 t, never by later data, and a ticker outside the universe changes no other ticker's value:
 features of the panel cut at any date equal the full panel's up to that date.
 
-When every ticker has the same number of rows the matrix is a reshape (no copy); otherwise
-it holds n_tickers × longest history cells, so very ragged panels pay memory for padding.
+When every ticker has the same number of rows the matrix is a reshape (no copy). A ragged
+panel (IPOs and delistings: histories from weeks to decades) is cut into buckets of tickers with
+similar history lengths (``history_buckets``), each with its own matrix, so padding stays within
+``MAX_PADDING`` of the rows and cost and memory follow rows, not tickers × the longest history.
+Every kernel works along a matrix row, so a ticker's features do not depend on its bucket.
 
 Windows count the ticker's own rows (trading days). No partial windows: a w-row feature is
 NaN until w observations exist, and a NaN inside a window makes that window NaN. EMAs skip
@@ -515,6 +518,33 @@ def universe_mask(sep: pd.DataFrame) -> np.ndarray | None:
     return flags.to_numpy(dtype=bool)
 
 
+# A bucket's matrix may hold at most this share of padding cells beyond its rows.
+MAX_PADDING = 0.25
+
+
+def history_buckets(lengths: np.ndarray, max_padding: float = MAX_PADDING) -> list[np.ndarray]:
+    """Tickers (indices into ``lengths``, ascending) grouped by history length so that each
+    group's (tickers × longest history) matrix holds at most ``max_padding`` × its rows in
+    padding: the kernels' cost and memory follow rows, not tickers × the longest history.
+
+    Greedy from the longest history down: a bucket takes the next ticker while its padding stays
+    within bound. Equal lengths (the usual synthetic panel) give one bucket."""
+    order = np.argsort(-lengths, kind="stable")
+    buckets: list[np.ndarray] = []
+    begin = 0
+    while begin < order.size:
+        width = int(lengths[order[begin]])
+        # Padding of order[begin:end] is end' * width - rows; extend while it stays within bound.
+        rows = np.cumsum(lengths[order[begin:]])
+        count = np.arange(1, rows.size + 1)
+        fits = count * width - rows <= max_padding * rows
+        end = begin + int(np.argmin(fits)) if not fits.all() else order.size
+        end = max(end, begin + 1)
+        buckets.append(np.sort(order[begin:end]))
+        begin = end
+    return buckets
+
+
 def build_features(sep: pd.DataFrame, params: FeatureParams, *, cross_sectional: bool = True) -> pd.DataFrame:
     """Features of a SEP panel sorted by ticker then date: ticker, date, then float32 features.
 
@@ -533,23 +563,30 @@ def build_features(sep: pd.DataFrame, params: FeatureParams, *, cross_sectional:
     out = np.full((len(names), len(sep)), np.nan, dtype=np.float32)
 
     non_finite = np.empty(len(sep), dtype=bool)
-
-    def store(name: str, values: np.ndarray) -> None:
-        row = out[slot[name]]
-        row[...] = values
-        np.isfinite(row, out=non_finite)
-        np.logical_not(non_finite, out=non_finite)
-        np.copyto(row, np.float32(np.nan), where=non_finite)
-
     if len(sep):
-        layout = PanelLayout.from_codes(codes)
         days = calendar_days(sep["date"])
+        lengths = np.bincount(codes)
+        starts = np.cumsum(lengths) - lengths
+        prices = {c: sep[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS}  # once, not per bucket
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for name, values in _daily_features(sep, layout, params):
-                store(name, values)
-            if params.weekly.enabled:
-                for name, values in _weekly_features(sep, layout, days, params):
-                    store(name, values)
+            for tickers in history_buckets(lengths, MAX_PADDING):
+                if tickers.size == lengths.size:  # one bucket: the whole panel, no copy
+                    rows, part, part_days, part_codes = slice(None), sep, days, codes
+                else:
+                    rows = np.concatenate([np.arange(a, a + n) for a, n in zip(starts[tickers], lengths[tickers],
+                                                                                  strict=True)])
+                    part = pd.DataFrame({c: values[rows] for c, values in prices.items()}, copy=False)
+                    part_days, part_codes = days[rows], np.repeat(np.arange(tickers.size), lengths[tickers])
+                layout = PanelLayout.from_codes(part_codes)
+                for name, values in _daily_features(part, layout, params):
+                    out[slot[name], rows] = values
+                if params.weekly.enabled:
+                    for name, values in _weekly_features(part, layout, part_days, params):
+                        out[slot[name], rows] = values
+        for row in out:  # infinite values (a zero divisor, e.g. a flat Bollinger band) become NaN
+            np.isfinite(row, out=non_finite)
+            np.logical_not(non_finite, out=non_finite)
+            np.copyto(row, np.float32(np.nan), where=non_finite)
 
     frame = pd.DataFrame(out.T, columns=names, copy=False)
     # reset_index keeps the key columns as copy-on-write references to the input's, no copy.
