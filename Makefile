@@ -48,6 +48,8 @@ test: setup  ## the test suite, slow tests included, on both cores
 bench: setup  ## the benchmarks recorded in BENCHMARKS.md
 	python benchmarks/bench_sep.py --rows 10000000
 	python benchmarks/bench_features.py --rows 10000000
+	python benchmarks/bench_features_ragged.py --tickers 7000 --years 32 --layouts bucketed padded
+	python benchmarks/bench_imports.py --repeat 3
 
 ui: setup  ## the MLflow UI on the project's tracking database
 	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --port 5000
