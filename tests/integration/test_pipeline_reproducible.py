@@ -1,6 +1,6 @@
 """The default pipeline (every stage, every family) on a small market, run twice: a fresh clone's
 `dvc repro` reproduces the committed state byte for byte, every run recorded exactly its stage's
-DVC data dependencies as inputs, and `sepflow reproduce` re-creates a run of four stage kinds from
+DVC data dependencies as inputs, and `sepflow reproduce` re-creates a run of every stage kind from
 those recorded inputs alone (its worktree holds nothing else, so a file a stage opened without
 recording it fails the reproduction: that is how train@ensemble's unrecorded member models were
 found). tests/tracking/test_reproduce.py reproduces train@xgboost and checks the refusals."""
@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 
 OUTPUT_FOLDERS = ("data", "models", "reports")
 INPUT_TAG = "sepflow.input_md5."
-# `sepflow reproduce` reruns one stage of each kind (CI time: each costs a worktree and a stage run):
-# data, research, training from other families' models, and a walk-forward.
-STAGE_KINDS = ("ingest", "rank_targets", "train@ensemble", "walk_forward@dummy")
+# `sepflow reproduce` reruns a run of every stage kind: data, research, training (train@xgboost is
+# reproduced in tests/tracking/test_reproduce.py), the ensemble's training from other families'
+# models, a walk-forward and the ensemble's walk-forward from the members' outputs.
+STAGE_KINDS = ("synthesize", "ingest", "filter_sep", "build_features", "rank_targets", "select_features",
+               "train@ensemble", "walk_forward@dummy", "walk_forward@ensemble")
 
 
 def test_a_fresh_clone_reproduces_every_output_and_every_run_reproduces(repo_copy: Callable, tmp_path: Path) -> None:
