@@ -34,8 +34,8 @@ def test_long_csv_strict_policy_reports_the_real_quirks() -> None:
     with pytest.raises(DataValidationError) as info:
         ingest_source(FIXTURES / "sp500_5yr_slice.csv", policy=ValidationPolicy.strict())
     message = str(info.value)
-    assert "ticker='BHF', date='2017-07-26', open=<missing>" in message
-    assert "high < low" in message and "ticker='AOS', date='2014-05-19'" in message
+    assert "ticker='BHF', date=2017-07-26, open=<missing>" in message
+    assert "high < low" in message and "ticker='AOS', date=2014-05-19" in message
 
 
 def test_corporate_actions_give_sep_closes() -> None:
@@ -102,3 +102,50 @@ def test_derived_tickers_for_sources_without_tickers() -> None:
     assert list(tickers["ticker"]) == ["AAL", "AOS", "BHF"]
     assert (tickers["category"] == "Unknown").all()
     assert tickers.loc[tickers["ticker"] == "AAL", "firstpricedate"].iloc[0] == pd.Timestamp("2013-02-08")
+
+
+
+CSV_SOURCES = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.csv") if "yahoo" not in str(p))
+TICKERS_SOURCES = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("tickers_*.csv"))
+EVERY_ROW_CHECK_DROPS = ValidationPolicy(**{check: "drop" for check in ValidationPolicy.strict().model_dump()
+                                            if check != "price_tolerance"})
+
+
+def _ingest_or_error(path: Path, tickers: Path | None = None) -> tuple[str, object]:
+    try:
+        result = ingest_source(path, tickers=tickers, policy=EVERY_ROW_CHECK_DROPS)
+    except Exception as exc:  # compared by type: both readers must fail the same way
+        return "error", type(exc)
+    return "ok", result
+
+
+@pytest.mark.parametrize(("name", "tickers"), [(n, None) for n in CSV_SOURCES] +
+                         [("malformed/sep_valid.csv", t) for t in TICKERS_SOURCES])
+def test_arrow_csv_reader_reads_what_the_pandas_reader_reads(
+    name: str, tickers: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sepflow.sep import ingest
+
+    tickers_path = FIXTURES / tickers if tickers else None
+    fast = _ingest_or_error(FIXTURES / name, tickers_path)
+    monkeypatch.setattr(ingest, "_read_csv_arrow", lambda *args: None)
+    slow = _ingest_or_error(FIXTURES / name, tickers_path)
+    assert fast[0] == slow[0]
+    if fast[0] == "error":
+        assert fast[1] is slow[1]
+    else:
+        pd.testing.assert_frame_equal(fast[1].sep, slow[1].sep)
+        pd.testing.assert_frame_equal(fast[1].tickers, slow[1].tickers)
+        assert fast[1].summary() == slow[1].summary()
+
+
+def test_arrow_csv_reader_keeps_text_and_missing_markers_apart(tmp_path: Path) -> None:
+    from sepflow.sep.ingest import read_table
+
+    path = tmp_path / "prices.csv.gz"
+    pd.DataFrame({"ticker": ["NA", "", "AB"], "volume": ["1", "NA", "2"], "note": ["N/A", "x", ""]}).to_csv(
+        path, index=False)
+    table = read_table(path, text_columns=("ticker",))
+    assert table["ticker"].astype(str).tolist() == ["NA", "", "AB"]  # text: a ticker named NA stays
+    assert table["volume"].isna().tolist() == [False, True, False]
+    assert table["note"].isna().tolist() == [True, False, True]  # other text: NA markers are missing

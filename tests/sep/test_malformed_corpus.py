@@ -22,7 +22,7 @@ SEP_CASES = {
     "sep_open_outside_range.csv": ["column 'open'", "open outside [low, high]", "open=12.5"],
     "sep_close_outside_range.csv": ["column 'close'", "close outside [low, high]", "close=9.5"],
     "sep_negative_volume.csv": ["column 'volume'", "negative volume", "volume=-5"],
-    "sep_duplicate_key.csv": ["column 'ticker, date'", "1 row(s) repeating a key", "row 4: ticker='BBB', date='2024-01-03'"],
+    "sep_duplicate_key.csv": ["column 'ticker, date'", "1 row(s) repeating a key", "row 4: ticker='BBB', date=2024-01-03"],
     "sep_path_traversal_ticker.csv": ["column 'ticker'", "2 row(s) whose ticker is empty or unusable", "'../x'"],
     "sep_slash_ticker.csv": ["column 'ticker'", "unusable as a path component", "ticker='/'"],
     "sep_empty_ticker.csv": ["column 'ticker'", "2 row(s) whose ticker is empty"],

@@ -246,7 +246,10 @@ class _Collector:
 
 def _invalid_ticker_mask(tickers: pd.Series) -> np.ndarray:
     """Vectorised over the distinct tickers, not the rows."""
-    codes, uniques = pd.factorize(tickers, use_na_sentinel=True)
+    if isinstance(tickers.dtype, pd.CategoricalDtype):  # the usual case: its codes are the factorisation
+        codes, uniques = tickers.cat.codes.to_numpy(), tickers.cat.categories
+    else:
+        codes, uniques = pd.factorize(tickers, use_na_sentinel=True)
     bad_unique = np.fromiter(
         (not isinstance(t, str) or bool(_INVALID_TICKER.search(t)) for t in uniques), bool, len(uniques)
     )
