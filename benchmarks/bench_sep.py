@@ -69,6 +69,10 @@ def make_realistic(path: Path) -> None:
 
     frame = realistic_panel(7000, 32, 0)
     frame["ticker"] = frame["ticker"].astype("category")
+    # Cents, as vendors store them (a floor of one cent keeps every price positive; rounding keeps
+    # low <= open, close <= high): a CSV of realistic width, about 75 bytes a row.
+    for column in ("open", "high", "low", "close", "closeadj", "closeunadj"):
+        frame[column] = np.maximum(frame[column].round(2), 0.01)
     last = pd.Timestamp(frame["date"].max())
     frame["lastupdated"] = last
     write_panel(frame, path / f"SHARADAR_SEP_{last:%Y-%m-%d}.parquet")
