@@ -16,9 +16,9 @@ would discard the magnitude, and its sign is mostly the market's move, which the
 cross-sectional features below cannot predict.
 
 Reduced for time (about 3 minutes on 2 cores; every family really trains and is refit per
-fold): 2-3 Optuna trials per tuned family with 50-300 trees, 300 evenly spaced training rows
-per ticker, and a small LSTM (20-row windows, 16/8 units, 3 epochs) instead of the
-production 60-row, 128/64-unit one.
+fold): 2-3 Optuna trials per tuned family with 50-300 trees and 300 evenly spaced training rows
+per ticker; the LSTM keeps its default settings (20-row windows, 32/16 units, early stopping),
+since the LSTM's own bar (0.6 of the truth, issue 14) is about those.
 
 The walk-forward keeps every row (``max_samples_per_symbol: null``) rather than 300 a ticker:
 its test blocks are sampled with the same rows, and a sampled panel leaves a handful of names
@@ -76,9 +76,7 @@ TRAIN = TrainParams.model_validate({
     "random_forest": {"n_jobs": 2},
     "xgboost": {"n_estimators": 300, "early_stopping_rounds": 30, "n_jobs": 2},
     "lightgbm": {"n_estimators": 300, "early_stopping_rounds": 30, "n_jobs": 2},
-    "lstm": {"sequence_length": 20, "units1": 16, "units2": 8, "epochs": 3, "batch_size": 256, "patience": 1,
-             "window_stride": 5},
-})  # fees, slippage, segment fractions and calibration: TrainParams defaults (10 bps a trade in all)
+})  # the LSTM: its defaults (TrainParams, as in params.yaml)  # fees, slippage, segment fractions and calibration: TrainParams defaults (10 bps a trade in all)
 WALK = WalkForwardParams(window="expanding", train_days=504, test_days=63, n_folds=4, max_samples_per_symbol=None)
 LAG = 1  # the default execution lag
 # |t| of 3 is a 0.3% two-sided false alarm per statistic under the null; the null test makes
@@ -178,6 +176,9 @@ def test_planted_signal_is_found(planted: Walked) -> None:
     truth_ic = planted.truth_rank_ic(best)
     assert truth_ic > 0.05, truth_ic  # the planted signal is there to be found on these rows
     assert model_ic >= 0.5 * truth_ic, (best, model_ic, truth_ic)
+    # The sequence model is a serious one: 0.6 of the truth on its own prediction rows.
+    lstm_ic = planted.results["lstm"].overall["rank_ic"]
+    assert lstm_ic >= 0.6 * planted.truth_rank_ic("lstm"), (lstm_ic, planted.truth_rank_ic("lstm"), summary)
 
     reference = _version(planted, "dummy", 1)
     promoted = [family for family in FAMILIES[1:]

@@ -1,4 +1,4 @@
-"""LSTM: per-ticker windows, training-only scalers, context for later periods, learning, round trip."""
+"""LSTM: per-ticker windows, a pooled training-only scaler, context for later periods, learning, round trip."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sepflow.errors import DataValidationError
 from sepflow.models import LSTMModel, load_model, make_model
 from sepflow.models.lstm import (
-    TickerScaler,
+    FeatureScaler,
     sequence_windows,
     ticker_blocks,
     with_context,
@@ -62,18 +62,18 @@ def test_unsorted_rows_are_refused() -> None:
         ticker_blocks(backwards)
 
 
-def test_scaler_uses_each_tickers_training_rows_and_global_fallback(panel) -> None:
+def test_scaler_pools_every_tickers_training_rows(panel) -> None:
     X = panel.X[panel.train]
-    scaler = TickerScaler().fit(X)
+    scaler = FeatureScaler().fit(X)
+    values = X.to_numpy(np.float64)
+    expected = (values - np.nanmean(values, axis=0)) / np.nanstd(values, axis=0)
+    np.testing.assert_allclose(scaler.transform(X), np.nan_to_num(expected), rtol=1e-5, atol=1e-6)
+    assert (scaler.transform(X)[X.isna().to_numpy()] == 0).all()
+    # The same values scale the same whatever the ticker (seen in training or not): levels that
+    # differ between names survive, which is what a cross-sectional ranking needs.
     first = X.xs("TK0", level="ticker", drop_level=False)
-    scaled = scaler.transform(first)
-    np.testing.assert_allclose(np.nanmean(np.where(first.isna(), np.nan, scaled), axis=0), 0.0, atol=1e-5)
-    assert (scaled[first.isna().to_numpy()] == 0).all()
     unseen = first.rename(index={"TK0": "NEW"}, level="ticker")
-    expected = (unseen.to_numpy(dtype=np.float64) - np.nanmean(X.to_numpy(np.float64), axis=0)) / np.nanstd(
-        X.to_numpy(np.float64), axis=0,
-    )
-    np.testing.assert_allclose(scaler.transform(unseen), np.nan_to_num(expected), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(scaler.transform(unseen), scaler.transform(first))
 
 
 def test_fitted_scaler_ignores_validation_and_test_rows(panel, learned: LSTMModel) -> None:
@@ -82,9 +82,9 @@ def test_fitted_scaler_ignores_validation_and_test_rows(panel, learned: LSTMMode
     # Wildly different validation rows (and no test rows at all) must leave the scaler alone.
     other = make_model("lstm", "classification", **{**LEARNING, "epochs": 1})
     other.fit(X, y, eval_set=(X_val * 100 + 5, y_val))
-    for name in ("tickers_", "mean_", "std_", "global_mean_", "global_std_"):
+    for name in ("mean_", "std_"):
         np.testing.assert_array_equal(getattr(other.scaler_, name), getattr(learned.scaler_, name))
-    np.testing.assert_allclose(learned.scaler_.mean_, X.groupby(level="ticker").mean().to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(learned.scaler_.mean_, X.mean().to_numpy(), rtol=1e-6)
 
 
 def test_lstm_learns_the_planted_signal_and_beats_the_dummy(panel, learned: LSTMModel) -> None:

@@ -13,12 +13,13 @@ from sepflow.training.params import TrainParams, TuningParams
 def test_defaults() -> None:
     params = TrainParams()
     assert params.families == ["dummy", "random_forest", "xgboost", "lightgbm", "lstm", "ensemble"]
+    assert params.ensemble_members == ["dummy", "random_forest", "xgboost", "lightgbm", "lstm"]
     assert (params.validation_fraction, params.test_fraction, params.n_splits) == (0.15, 0.15, 3)
     assert params.calibration == "isotonic" and params.max_samples_per_symbol is None
     assert params.tuning.n_trials == {"random_forest": 6, "xgboost": 10, "lightgbm": 10}
     assert params.tuning.scoring["regression"] == "rank_ic"
     assert params.model_params("xgboost")["early_stopping_rounds"] == 30
-    assert params.model_params("lstm")["sequence_length"] == 60
+    assert params.model_params("lstm")["sequence_length"] == 20
     assert params.embargo_for(10) == 10 and params.embargo_for(1) == 5
 
 

@@ -74,7 +74,7 @@ def _skops_io() -> ModuleType:
     skops lists the scikit-learn types it trusts with ``sklearn.utils.all_estimators()``, whose
     ``pkgutil.walk_packages`` imports every subpackage of scikit-learn on the way, the array-API
     shim for PyTorch included: where torch is installed, every process that loads a forest paid
-    for importing torch (measured: skops.io 9.1 s → 3.6 s on this 2-core machine under load).
+    for importing torch (see BENCHMARKS.md, "skops without torch": about 8 s → 4.5 s on 2 cores).
     Hiding the shim for the duration of the import makes ``walk_packages`` skip it (it ignores
     ImportError); nothing in sepflow dispatches scikit-learn to torch arrays.
     """

@@ -12,9 +12,9 @@ each ticker's preceding ``sequence_length - 1`` rows: ``with_context(X_history, 
 prepends them and returns the mask selecting the new rows' predictions. ``fit`` does this for
 ``eval_set`` itself, with the training rows as history.
 
-Scaling. ``TickerScaler`` learns each ticker's feature mean/std from the TRAINING rows only
-(tickers unseen in training use the global training mean/std); missing values become 0
-after scaling. Regression targets are standardised with the training mean/std and mapped back.
+Scaling. ``FeatureScaler`` learns each feature's mean/std from the TRAINING rows of all tickers
+together (pooled, not per ticker: see its docstring); missing values become 0 after scaling.
+Regression targets are standardised with the training mean/std and mapped back.
 
 Determinism bound. Fits are seeded (``keras.utils.set_random_seed``), TensorFlow runs with
 op determinism, XLA is off and batches come in a seeded order from one worker. Measured on
@@ -40,7 +40,7 @@ from sepflow.errors import ConfigError, DataValidationError
 from sepflow.models.base import SepflowModel, TaskKind
 from sepflow.progress import epoch_callbacks
 
-__all__ = ["LSTMModel", "TickerScaler", "sequence_windows", "ticker_blocks", "with_context"]
+__all__ = ["FeatureScaler", "LSTMModel", "sequence_windows", "ticker_blocks", "with_context"]
 
 NETWORK_FILE = "model.keras"
 SCALER_FILE = "scaler.npz"
@@ -116,57 +116,42 @@ def with_context(
     return combined.iloc[order], is_new
 
 
-class TickerScaler:
-    """Per-ticker feature mean and std (ddof 0), fitted on training rows only.
+class FeatureScaler:
+    """Each feature's mean and std (ddof 0) over the training rows of every ticker together.
 
-    A ticker without a usable value for a feature (all missing, or constant) takes the global
-    training mean/std for it; tickers unseen in training take the global ones throughout.
+    Pooled on purpose: what predicts returns is how a name compares with the others on the same
+    date (its momentum, its volatility); z-scoring each ticker on its own history would erase
+    those level differences. On the planted market, per-ticker scaling held the LSTM's walk-forward
+    rank IC at 0.28 of the truth's, pooled scaling reaches 0.73 (BENCHMARKS.md, issue 14). A
+    feature with no usable training value gets mean 0 and std 1.
     """
 
-    tickers_: np.ndarray
     mean_: np.ndarray
     std_: np.ndarray
-    global_mean_: np.ndarray
-    global_std_: np.ndarray
 
-    def fit(self, X: pd.DataFrame) -> TickerScaler:
+    def fit(self, X: pd.DataFrame) -> FeatureScaler:
         """Learn the statistics from (training) rows ``X``."""
-        values = X.to_numpy(dtype=np.float64, na_value=np.nan)
-        frame = pd.DataFrame(values, index=_level(X.index, "ticker").astype(str))
-        self.global_mean_ = frame.mean().fillna(0.0).to_numpy()
-        global_std = frame.std(ddof=0).to_numpy()
-        self.global_std_ = np.where(np.isfinite(global_std) & (global_std > 0), global_std, 1.0)
-        grouped = frame.groupby(level=0, sort=True)
-        mean, std = grouped.mean(), grouped.std(ddof=0)
-        self.tickers_ = mean.index.to_numpy(dtype=str)
-        self.mean_ = np.where(np.isnan(mean.to_numpy()), self.global_mean_, mean.to_numpy())
-        self.std_ = np.where(np.isfinite(std.to_numpy()) & (std.to_numpy() > 0), std.to_numpy(), self.global_std_)
+        frame = pd.DataFrame(X.to_numpy(dtype=np.float64, na_value=np.nan))
+        self.mean_ = frame.mean().fillna(0.0).to_numpy()
+        std = frame.std(ddof=0).to_numpy()
+        self.std_ = np.where(np.isfinite(std) & (std > 0), std, 1.0)
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """Scaled float32 features; missing (and infinite) values become 0, the ticker's mean."""
-        position = pd.Index(self.tickers_).get_indexer(_level(X.index, "ticker").astype(str))
-        # get_indexer gives -1 for an unseen ticker, which picks the appended global row.
-        mean = np.vstack([self.mean_, self.global_mean_])[position]
-        std = np.vstack([self.std_, self.global_std_])[position]
-        scaled = (X.to_numpy(dtype=np.float64, na_value=np.nan) - mean) / std
+        """Scaled float32 features; missing (and infinite) values become 0, the training mean."""
+        scaled = (X.to_numpy(dtype=np.float64, na_value=np.nan) - self.mean_) / self.std_
         return np.where(np.isfinite(scaled), scaled, 0.0).astype(np.float32)
 
     def save(self, file: Path) -> None:
         """Write the statistics as plain numpy arrays (no pickled objects)."""
-        np.savez(
-            file, tickers=self.tickers_, mean=self.mean_, std=self.std_,
-            global_mean=self.global_mean_, global_std=self.global_std_,
-        )
+        np.savez(file, mean=self.mean_, std=self.std_)
 
     @classmethod
-    def load(cls, file: Path) -> TickerScaler:
+    def load(cls, file: Path) -> FeatureScaler:
         """Read what ``save`` wrote."""
         scaler = cls()
         with np.load(file, allow_pickle=False) as arrays:
-            scaler.tickers_ = arrays["tickers"]
             scaler.mean_, scaler.std_ = arrays["mean"], arrays["std"]
-            scaler.global_mean_, scaler.global_std_ = arrays["global_mean"], arrays["global_std"]
         return scaler
 
 
@@ -184,7 +169,7 @@ class LSTMModel(SepflowModel):
     libraries: ClassVar[tuple[str, ...]] = ("keras", "tensorflow")
 
     network_: Any
-    scaler_: TickerScaler
+    scaler_: FeatureScaler
     history_: dict[str, list[float]]
     best_epoch_: int
     target_mean_: float
@@ -234,7 +219,7 @@ class LSTMModel(SepflowModel):
                 raise ConfigError(f"lstm: {name} must be at least 1, got {getattr(self, name)}")
         net = _keras()
         net.seed_everything(int(self.random_state))
-        self.scaler_ = TickerScaler().fit(X)
+        self.scaler_ = FeatureScaler().fit(X)
         self.target_mean_, self.target_std_ = 0.0, 1.0
         if self.task == "regression":
             self.target_mean_ = float(y.mean())
@@ -304,7 +289,7 @@ class LSTMModel(SepflowModel):
 
     def _load_native(self, folder: Path, state: dict[str, Any]) -> None:
         self.network_ = _keras().load_network(folder / NETWORK_FILE)
-        self.scaler_ = TickerScaler.load(folder / SCALER_FILE)
+        self.scaler_ = FeatureScaler.load(folder / SCALER_FILE)
         self.target_mean_, self.target_std_ = float(state["target_mean"]), float(state["target_std"])
         self.best_epoch_ = int(state["best_epoch"])
         self.history_ = state["history"]

@@ -53,7 +53,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
     logged = {"train": {**{k: getattr(train, k) for k in COMMON_KEYS}, family: train.model_params(family)},
               "seed": params.seed}
     # The ensemble reads its members' models: recorded, so `sepflow reproduce` restores them too.
-    members = [MODELS / f for f in train.families if f != "ensemble"] if family == "ensemble" else []
+    members = [MODELS / f for f in train.ensemble_members] if family == "ensemble" else []
     inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SELECTED_FEATURES, *members]
     with stage_run(f"train@{family}", params=logged, inputs=inputs) as run:
         targets = read_json(SELECTED_TARGETS)["targets"]

@@ -94,7 +94,7 @@ def main(params_path: str = "params.yaml", family: str = "") -> None:
     logged = {"walk_forward": params.walk_forward.model_dump(), "seed": params.seed,
               "evaluation": params.evaluation.model_dump(),
               "train": {k: getattr(params.train, k) for k in ("calibration", "fee_bps", "slippage_bps")}}
-    members = [f for f in params.train.families if f != "ensemble"] if family == "ensemble" else []
+    members = params.train.ensemble_members if family == "ensemble" else []
     inputs = [FEATURES, MANIFEST, SELECTED_TARGETS, SEP_COMMON, MODELS / family,
               *(WALK_FORWARD_REPORTS / m / "outputs.parquet" for m in members), *(RELEASES / m for m in members)]
     with stage_run(f"walk_forward@{family}", params=logged, inputs=inputs) as run:
@@ -187,8 +187,9 @@ def _write_outputs(
     write_panel(predictions, out / "predictions.parquet")
     write_panel(outputs, out / "outputs.parquet")
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    per_target = [_plot_tables(out.name, target, result) for target, result in results.items()]
     for name, columns in PLOTS.items():  # one table per plot, every target: the top-level plots overlay families
-        tables = [_plot_tables(out.name, target, result)[name] for target, result in results.items()]
+        tables = [tables_of_target[name] for tables_of_target in per_target]
         frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(columns))
         with atomic_path(out / "plots" / f"{name}.csv") as tmp:
             frame[list(columns)].to_csv(tmp, index=False, float_format="%.8g", date_format="%Y-%m-%d")

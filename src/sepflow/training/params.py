@@ -114,11 +114,16 @@ class TrainParams(BaseModel):
         default_factory=lambda: {"n_estimators": 400, "early_stopping_rounds": 30, "n_jobs": 2}
     )
     lstm: dict[str, Any] = Field(
-        default_factory=lambda: {"sequence_length": 60, "units1": 128, "units2": 64, "epochs": 20,
-                                 "batch_size": 256, "patience": 3}
+        default_factory=lambda: {"sequence_length": 20, "units1": 32, "units2": 16, "epochs": 10,
+                                 "batch_size": 256, "patience": 2, "window_stride": 2}
     )
     mlp: dict[str, Any] = Field(default_factory=dict)
     ensemble: dict[str, Any] = Field(default_factory=lambda: {"alpha": 1.0})
+
+    @property
+    def ensemble_members(self) -> list[str]:
+        """The families the ensemble combines: every trained family but the ensemble itself."""
+        return [family for family in self.families if family != "ensemble"]
 
     @field_validator("families")
     @classmethod

@@ -372,7 +372,7 @@ def _fit_ensemble(
     members: dict[str, SepflowModel] = {}
     member_outputs: dict[str, dict[str, np.ndarray]] = {}
     skipped: dict[str, str] = {}
-    for family in (f for f in params.families if f != "ensemble"):
+    for family in params.ensemble_members:
         folder = root / family / target if member_dirs is None else member_dirs.get(family)
         try:
             if folder is None:
