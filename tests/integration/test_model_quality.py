@@ -15,7 +15,7 @@ Target: ``return_5d`` (regression), for every family. Issue 6 asks for the rank 
 would discard the magnitude, and its sign is mostly the market's move, which the
 cross-sectional features below cannot predict.
 
-Reduced for time (about 3 minutes on 2 cores; every family really trains and is refit per
+Reduced for time (about 4-5 minutes per market on 2 cores; every family really trains and is refit per
 fold): 2-3 Optuna trials per tuned family with 50-300 trees and 300 evenly spaced training rows
 per ticker; the LSTM keeps its default settings (20-row windows, 32/16 units, early stopping),
 since the LSTM's own bar (0.6 of the truth, issue 14) is about those.
@@ -76,7 +76,7 @@ TRAIN = TrainParams.model_validate({
     "random_forest": {"n_jobs": 2},
     "xgboost": {"n_estimators": 300, "early_stopping_rounds": 30, "n_jobs": 2},
     "lightgbm": {"n_estimators": 300, "early_stopping_rounds": 30, "n_jobs": 2},
-})  # the LSTM: its defaults (TrainParams, as in params.yaml)  # fees, slippage, segment fractions and calibration: TrainParams defaults (10 bps a trade in all)
+})  # the LSTM, fees, slippage, segment fractions and calibration: TrainParams defaults (10 bps a trade in all)
 WALK = WalkForwardParams(window="expanding", train_days=504, test_days=63, n_folds=4, max_samples_per_symbol=None)
 LAG = 1  # the default execution lag
 # |t| of 3 is a 0.3% two-sided false alarm per statistic under the null; the null test makes

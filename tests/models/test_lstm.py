@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sepflow.errors import DataValidationError
+from sepflow.errors import DataValidationError, SepflowError
 from sepflow.models import LSTMModel, load_model, make_model
 from sepflow.models.lstm import (
     FeatureScaler,
@@ -74,6 +74,12 @@ def test_scaler_pools_every_tickers_training_rows(panel) -> None:
     first = X.xs("TK0", level="ticker", drop_level=False)
     unseen = first.rename(index={"TK0": "NEW"}, level="ticker")
     np.testing.assert_array_equal(scaler.transform(unseen), scaler.transform(first))
+
+
+def test_a_per_ticker_scaler_of_an_earlier_version_is_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "scaler.npz", tickers=np.array(["A", "B"]), mean=np.zeros((2, 3)), std=np.ones((2, 3)))
+    with pytest.raises(SepflowError, match="per-ticker statistics"):
+        FeatureScaler.load(tmp_path / "scaler.npz")
 
 
 def test_fitted_scaler_ignores_validation_and_test_rows(panel, learned: LSTMModel) -> None:

@@ -104,7 +104,6 @@ def test_derived_tickers_for_sources_without_tickers() -> None:
     assert tickers.loc[tickers["ticker"] == "AAL", "firstpricedate"].iloc[0] == pd.Timestamp("2013-02-08")
 
 
-
 CSV_SOURCES = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.csv") if "yahoo" not in str(p))
 TICKERS_SOURCES = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("tickers_*.csv"))
 EVERY_ROW_CHECK_DROPS = ValidationPolicy(**{check: "drop" for check in ValidationPolicy.strict().model_dump()
@@ -149,3 +148,11 @@ def test_arrow_csv_reader_keeps_text_and_missing_markers_apart(tmp_path: Path) -
     assert table["ticker"].astype(str).tolist() == ["NA", "", "AB"]  # text: a ticker named NA stays
     assert table["volume"].isna().tolist() == [False, True, False]
     assert table["note"].isna().tolist() == [True, False, True]  # other text: NA markers are missing
+
+
+def test_repeated_column_names_are_renamed_as_pandas_does(tmp_path: Path) -> None:
+    from sepflow.sep.ingest import read_table
+
+    path = tmp_path / "repeated.csv"
+    path.write_text("ticker,close,close\nAA,1.0,2.0\n")
+    assert list(read_table(path, text_columns=("ticker",)).columns) == ["ticker", "close", "close.1"]

@@ -3,7 +3,7 @@
 Windows. The input for row ``t`` of a ticker is that ticker's ``sequence_length`` consecutive
 rows of ``X`` ending at ``t`` (rows of one ticker must be contiguous and date-ascending; a
 gap in dates is not filled, the window simply spans it). A row with fewer earlier rows of its
-ticker is LEFT-PADDED WITH ZEROS after scaling (zero is the ticker's training mean), never
+ticker is LEFT-PADDED WITH ZEROS after scaling (zero is the feature's training mean), never
 skipped, so ``predict`` returns one value per input row, in input order. Training uses every
 row the same way, so the network has seen padded windows before it meets them.
 
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from sepflow.errors import ConfigError, DataValidationError
+from sepflow.errors import ConfigError, DataValidationError, SepflowError
 from sepflow.models.base import SepflowModel, TaskKind
 from sepflow.progress import epoch_callbacks
 
@@ -152,6 +152,9 @@ class FeatureScaler:
         scaler = cls()
         with np.load(file, allow_pickle=False) as arrays:
             scaler.mean_, scaler.std_ = arrays["mean"], arrays["std"]
+        if scaler.mean_.ndim != 1:  # one row per ticker: it would broadcast silently against some inputs
+            raise SepflowError(f"lstm: {file} holds per-ticker statistics, saved by an earlier sepflow; "
+                               "retrain this model (features are now scaled over all tickers)")
         return scaler
 
 

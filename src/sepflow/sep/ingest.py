@@ -112,7 +112,7 @@ def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
             raise SourceFormatError(f"{path}: not a readable parquet file ({exc})") from exc
     header = _header(path)
     text = set(text_columns) & set(header)
-    if (table := _read_csv_arrow(path, text, header)) is not None:
+    if (table := _read_csv_arrow(path, text)) is not None:
         return table
     try:
         return pd.read_csv(
@@ -125,16 +125,15 @@ def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
         raise SourceFormatError(f"{path}: not a readable CSV ({exc})") from exc
 
 
-def _read_csv_arrow(path: Path, text: set[str], header: list[str]) -> pd.DataFrame | None:
-    """pyarrow's multithreaded CSV reader (≈ 3x pandas' on two cores), or None where it cannot type the file.
+def _read_csv_arrow(path: Path, text: set[str]) -> pd.DataFrame | None:
+    """pyarrow's multithreaded CSV reader (2x pandas' on two cores), or None where it cannot type the file.
 
     Same result as the pandas reader below: text columns stay strings (as categoricals, like
     parquet's), ``_NA_STRINGS`` are missing elsewhere, other strings stay raw for the validation's
     examples. A file pyarrow rejects (ragged rows, bad UTF-8, a column typed from its first block
-    that a later block contradicts) returns None: the pandas reader then reads it or says why not.
+    that a later block contradicts, a repeated column name) returns None: the pandas reader then
+    reads it or says why not.
     """
-    if len(set(header)) != len(header):  # pandas renames repeated names; arrow would keep both
-        return None
     options = pacsv.ConvertOptions(
         column_types={c: pa.dictionary(pa.int32(), pa.string()) for c in text},
         null_values=_NA_STRINGS, strings_can_be_null=False,  # a ticker named NA stays NA
@@ -142,6 +141,8 @@ def _read_csv_arrow(path: Path, text: set[str], header: list[str]) -> pd.DataFra
     try:
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20), convert_options=options)
     except pa.ArrowInvalid:
+        return None
+    if len(set(table.column_names)) != table.num_columns:  # pandas renames repeated names; arrow keeps both
         return None
     for index, field in enumerate(table.schema):
         if field.name not in text and pa.types.is_string(field.type):  # raw text: its NA strings are missing
