@@ -119,11 +119,17 @@ def test_sliding_window_holds_train_days(xgb_dir, fast_params) -> None:
         assert span <= 100
 
 
-def test_a_sequence_model_predicts_every_test_date(developed, fast_params, tmp_path) -> None:
+def test_a_sequence_model_predicts_every_test_date_the_same_in_any_number_of_processes(
+    developed, fast_params, tmp_path,
+) -> None:
     trained, ds, evidence = developed("lstm", "return_5d", tmp_path / "m")
-    result = walk_forward(trained, ds, evidence, WF.model_copy(update={"max_samples_per_symbol": 40}), fast_params)
+    wf = WF.model_copy(update={"max_samples_per_symbol": 40})
+    result = walk_forward(trained, ds, evidence, wf.model_copy(update={"n_jobs": 1}), fast_params)
     assert result.predictions["date"].nunique() == evidence.window.n_dates  # no 1-in-k date grid
     assert result.overall["n_dates"] == evidence.window.n_dates
+    in_two = walk_forward(trained, ds, evidence, wf.model_copy(update={"n_jobs": 2}), fast_params)
+    pd.testing.assert_frame_equal(in_two.outputs, result.outputs, check_exact=True)
+    pd.testing.assert_frame_equal(in_two.predictions, result.predictions, check_exact=True)
 
 
 @pytest.mark.parametrize(("family", "target"), [("dummy", "label3_5d"), ("lightgbm", "return_5d")])

@@ -39,7 +39,6 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from scipy.signal import lfilter
 
 from sepflow.errors import DataValidationError
 from sepflow.features.manifest import UNIVERSE_COLUMN  # point-in-time membership, from filter_sep
@@ -249,6 +248,10 @@ def _ema(x: np.ndarray, span: int, alpha: float) -> np.ndarray:
     ticker has a NaN before a valid value, valid values are first packed to the left of each
     matrix row so every recursion starts at column 0.
     """
+    # Imported here: scipy.signal's import takes 1-2 s, which every stage that only reads
+    # features (they import this module through the feature engine) would pay for nothing.
+    from scipy.signal import lfilter
+
     valid = ~np.isnan(x)
     # Columns NaN for every ticker (the warm-up of a lag or of a slower EMA, as tickers are
     # left-aligned) are cut off first, so the usual input needs no packing.

@@ -24,8 +24,8 @@ import tensorflow as tf
 from sepflow.models._archive import canonical_keras
 
 __all__ = [
-    "WindowBatches", "build_network", "early_stopping", "load_network", "predict_windows", "save_network",
-    "seed_everything", "train_network",
+    "WindowBatches", "build_network", "early_stopping", "load_network", "network_from_state", "network_state",
+    "predict_windows", "save_network", "seed_everything", "train_network",
 ]
 
 T = TypeVar("T")
@@ -60,7 +60,9 @@ def build_network(
     network = keras.Model(inputs, outputs, name="sepflow_lstm")
     # jit_compile=False: XLA kernels are not covered by op determinism and fuse float ops
     # differently from the graph a loaded model runs, which would break exact round trips.
-    network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, jit_compile=False)
+    # A named optimiser: Keras numbers unnamed ones per process (adam_16), and the saved .keras
+    # file records the name, so its bytes would depend on how many networks came before.
+    network.compile(optimizer=keras.optimizers.Adam(learning_rate, name="adam"), loss=loss, jit_compile=False)
     return network
 
 
@@ -114,6 +116,20 @@ def save_network(network: keras.Model, file: Path) -> None:
 def load_network(file: Path) -> keras.Model:
     """Read a ``.keras`` file; safe_mode refuses to deserialise arbitrary Python (lambdas)."""
     return keras.saving.load_model(file, compile=False, safe_mode=True)
+
+
+def network_state(network: keras.Model) -> tuple[str, list[np.ndarray]]:
+    """Architecture JSON and weights: what a pickled LSTM carries (not the optimiser's state,
+    which Keras would pickle too and then warn it cannot restore into a fresh optimiser)."""
+    return network.to_json(), network.get_weights()
+
+
+def network_from_state(state: tuple[str, list[np.ndarray]]) -> keras.Model:
+    """The network ``network_state`` described, uncompiled (as ``load_network`` returns it)."""
+    architecture, weights = state
+    network = keras.models.model_from_json(architecture)
+    network.set_weights(weights)
+    return network
 
 
 def early_stopping(patience: int) -> keras.callbacks.Callback:

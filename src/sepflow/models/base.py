@@ -253,7 +253,8 @@ class SepflowModel(BaseEstimator):
             raise DataValidationError(f"models: X must be a pandas DataFrame, got {type(X).__name__}")
         if len(X) == 0:
             raise DataValidationError("models: X has no rows")
-        non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        # From the dtypes Series: selecting each column (X[c]) costs ~0.1 ms a column, per call.
+        non_numeric = [c for c, dtype in X.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
         if non_numeric:
             raise DataValidationError(f"models: feature columns must be numeric; not numeric: {non_numeric[:5]}")
         names = np.asarray([str(c) for c in X.columns], dtype=object)

@@ -19,7 +19,10 @@ Regression targets are standardised with the training mean/std and mapped back.
 Determinism bound. Fits are seeded (``keras.utils.set_random_seed``), TensorFlow runs with
 op determinism, XLA is off and batches come in a seeded order from one worker. Measured on
 CPU (TensorFlow 2.21, Keras 3.15): two fits with the same seed, in one process or in two,
-with 1 or 2 intra-op threads, gave IDENTICAL probabilities (max |Δp| = 0). Switching oneDNN
+with 1 or 2 intra-op threads, gave IDENTICAL weights and probabilities (max |Δp| = 0). On
+another CPU (AMD EPYC) the weights were again identical, but predicting 2,048 windows at once
+with 1 thread and with 2 differed in the last bits, so walk-forward fits folds in worker
+processes and predicts in its own (``sepflow.training.walk_forward``). Switching oneDNN
 kernels off (``TF_ENABLE_ONEDNN_OPTS=0``) moved them by 3e-7. Another CPU (oneDNN picks
 kernels per instruction set) or library version is expected to differ at that rounding
 level (not measured), more if early stopping then picks another epoch; only the same machine
@@ -281,6 +284,18 @@ class LSTMModel(SepflowModel):
             # float32 softmax rows sum to 1 only to ~1e-7; renormalise for downstream checks.
             return raw / raw.sum(axis=1, keepdims=True)
         return raw[:, 0] * self.target_std_ + self.target_mean_
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (e.g. back from a walk-forward worker) as architecture and weights only.
+        state = dict(super().__getstate__())  # may be the instance's own __dict__
+        if "network_" in state:
+            state["network_"] = _keras().network_state(state["network_"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "network_" in state:
+            state = {**state, "network_": _keras().network_from_state(state["network_"])}
+        super().__setstate__(state)
 
     def _save_native(self, folder: Path) -> dict[str, Any]:
         _keras().save_network(self.network_, folder / NETWORK_FILE)

@@ -27,6 +27,7 @@ from joblib import delayed
 from scipy.stats import spearmanr
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import make_scorer
+from threadpoolctl import threadpool_limits
 
 from sepflow.errors import SepflowError
 from sepflow.features.dataset import DatasetBuilder
@@ -69,23 +70,25 @@ def family_importance(
     result = FamilyImportance(family)
     rng = np.random.default_rng(seed)
     try:
-        per_method: dict[str, list[pd.Series]] = {}
-        for train, test in cv.split(X, y, groups):
-            model = make_model(family, kind, random_state=seed, n_jobs=1, **QUICK_MODELS.get(family, {}))
-            model.fit(X.iloc[train], y.iloc[train])
-            held = np.sort(rng.choice(test, size=min(len(test), params.permutation_rows), replace=False))
-            X_held, y_held = X.iloc[held], y.iloc[held]
-            vectors = {"native": np.asarray(model.feature_importances_, dtype=float)}
-            permuted = permutation_importance(
-                model, X_held, y_held, scoring=SCORING[kind], n_repeats=params.permutation_repeats,
-                random_state=seed, n_jobs=1,
-            )
-            vectors["permutation"] = permuted.importances_mean
-            if (contributions := getattr(model, "contributions", None)) is not None:
-                vectors["shap"] = np.abs(contributions(X_held)).mean(axis=(0, 1))  # over rows and outputs
-            for method, values in vectors.items():
-                per_method.setdefault(method, []).append(normalised_rank(pd.Series(values, index=X.columns)))
-        result.by_method = pd.DataFrame({m: pd.concat(v, axis=1).mean(axis=1) for m, v in per_method.items()})
+        # One BLAS/OpenMP thread, as in a joblib worker: n_jobs never changes an importance.
+        with threadpool_limits(limits=1):
+            per_method: dict[str, list[pd.Series]] = {}
+            for train, test in cv.split(X, y, groups):
+                model = make_model(family, kind, random_state=seed, n_jobs=1, **QUICK_MODELS.get(family, {}))
+                model.fit(X.iloc[train], y.iloc[train])
+                held = np.sort(rng.choice(test, size=min(len(test), params.permutation_rows), replace=False))
+                X_held, y_held = X.iloc[held], y.iloc[held]
+                vectors = {"native": np.asarray(model.feature_importances_, dtype=float)}
+                permuted = permutation_importance(
+                    model, X_held, y_held, scoring=SCORING[kind], n_repeats=params.permutation_repeats,
+                    random_state=seed, n_jobs=1,
+                )
+                vectors["permutation"] = permuted.importances_mean
+                if (contributions := getattr(model, "contributions", None)) is not None:
+                    vectors["shap"] = np.abs(contributions(X_held)).mean(axis=(0, 1))  # over rows and outputs
+                for method, values in vectors.items():
+                    per_method.setdefault(method, []).append(normalised_rank(pd.Series(values, index=X.columns)))
+            result.by_method = pd.DataFrame({m: pd.concat(v, axis=1).mean(axis=1) for m, v in per_method.items()})
     except (SepflowError, ValueError, RuntimeError, MemoryError) as exc:  # isolate one family's failure
         result.error = f"{type(exc).__name__}: {exc}"
         log.warning("select_features: %s failed: %s", family, result.error)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from joblib import delayed
 from sklearn.metrics import balanced_accuracy_score
+from threadpoolctl import threadpool_limits
 
 from sepflow.errors import SepflowError
 from sepflow.evaluation.metrics import information_coefficients, mean_daily_auc
@@ -115,18 +116,21 @@ def evaluate_family(
     """Cross-validate one quick model; failures are caught and reported, not raised."""
     result = FamilyResult(family)
     try:
-        folds, importances = [], []
-        for train, test in cv.split(X, y, groups):
-            model = make_model(family, kind, random_state=seed, n_jobs=1, **QUICK_MODELS.get(family, {}))
-            model.fit(X.iloc[train], y.iloc[train])
-            folds.append(fold_edge(kind, y.iloc[test], model, X.iloc[test]))
-            if hasattr(model, "feature_importances_"):
-                importances.append(np.asarray(model.feature_importances_, dtype=float))
-        scores = pd.DataFrame(folds)
-        result.scores = {**scores.mean().to_dict(), "edge_std": float(scores["edge"].std(ddof=0))}
-        if importances:
-            mean = np.mean(importances, axis=0)
-            result.importances = pd.Series(mean / mean.sum() if mean.sum() > 0 else mean, index=X.columns)
+        # One BLAS/OpenMP thread, as in a joblib worker: the MLP's sums would otherwise differ in
+        # the last bits between n_jobs 1 (in-process, every core) and 2.
+        with threadpool_limits(limits=1):
+            folds, importances = [], []
+            for train, test in cv.split(X, y, groups):
+                model = make_model(family, kind, random_state=seed, n_jobs=1, **QUICK_MODELS.get(family, {}))
+                model.fit(X.iloc[train], y.iloc[train])
+                folds.append(fold_edge(kind, y.iloc[test], model, X.iloc[test]))
+                if hasattr(model, "feature_importances_"):
+                    importances.append(np.asarray(model.feature_importances_, dtype=float))
+            scores = pd.DataFrame(folds)
+            result.scores = {**scores.mean().to_dict(), "edge_std": float(scores["edge"].std(ddof=0))}
+            if importances:
+                mean = np.mean(importances, axis=0)
+                result.importances = pd.Series(mean / mean.sum() if mean.sum() > 0 else mean, index=X.columns)
     except (SepflowError, ValueError, RuntimeError, MemoryError) as exc:  # isolate one family's failure
         result.error = f"{type(exc).__name__}: {exc}"
         log.warning("rank_targets: %s failed: %s", family, result.error)

@@ -189,6 +189,7 @@ class WalkForwardParams(BaseModel):
     max_samples_per_symbol: int | None = Field(200, ge=10)  # fit on every k-th date (~this many rows per ticker)
     scheme: Literal["long_short", "long_flat"] = "long_short"
     quantile: float = Field(0.2, gt=0, le=0.5)  # long-short: top and bottom share of names
+    n_jobs: int = Field(2, ge=1)  # processes refitting a sequence model's folds; changes speed, never results
 
     @model_validator(mode="before")
     @classmethod

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 from sklearn.base import clone
 
 from sepflow.errors import ConfigError, DataValidationError
@@ -54,7 +55,7 @@ from sepflow.evaluation.trading import TRADING_DAYS, max_drawdown, sortino_ratio
 from sepflow.features.dataset import Dataset
 from sepflow.features.targets import LABEL3_CLASSES
 from sepflow.models import EnsembleModel, SepflowModel
-from sepflow.progress import progress
+from sepflow.progress import parallel_map, quiet
 from sepflow.ranking.targets import panel_frame
 from sepflow.training.artifacts import TrainedModel, decide
 from sepflow.training.params import TrainParams, WalkForwardParams
@@ -132,13 +133,23 @@ def walk_forward(
         raise ConfigError("walk-forward: an ensemble combines its members' walk-forward outputs; "
                           "use walk_forward_ensemble")
     plan = _Plan.make(trained, ds, evidence, wf)
-    outputs = []
-    for fold in progress(plan.folds, desc=f"walk-forward {plan.target}", unit="fold"):
-        model, decision_rows = refit(trained.model, plan.X, plan.y, fold.fit, fold.validation, plan.grid)
-        outputs.append(_FoldOutput(
-            fold, decision_rows, segment_output(model, plan.X, plan.X.iloc[decision_rows]),
-            segment_output(model, plan.X, plan.X.iloc[fold.test]),
-        ))
+    rows = [refit_rows(trained.model, fold.fit, fold.validation, plan.grid) for fold in plan.folds]
+    # A sequence model's folds are fitted in wf.n_jobs processes: TensorFlow keeps about one
+    # core busy on the LSTM's small matrices, so two fits at once use both. Its trained weights
+    # do not depend on the process or its thread count (a test compares n_jobs 1 and 2), while
+    # its predictions may (thread-sharded matrix products), so the outputs are computed here.
+    # Row-wise families fit one fold at a time on their own threads.
+    parallel = context_length(trained.model) > 1 and getattr(trained.model, "device", "cpu") == "cpu"
+    models = parallel_map(
+        [delayed(_fitted)(trained.model, plan.X.iloc[fit], plan.y.iloc[fit], plan.X.iloc[stop], plan.y.iloc[stop])
+         for fit, stop, _ in rows],
+        n_jobs=wf.n_jobs if parallel else 1, desc=f"walk-forward {plan.target}", unit="fold",
+    )
+    outputs = [
+        _FoldOutput(fold, decision_rows, segment_output(model, plan.X, plan.X.iloc[decision_rows]),
+                    segment_output(model, plan.X, plan.X.iloc[fold.test]))
+        for fold, model, (_, _, decision_rows) in zip(plan.folds, models, rows, strict=True)
+    ]
     return _judge(plan, trained.model, outputs, evidence, wf, train, rolling_window)
 
 
@@ -147,19 +158,35 @@ def refit(
 ) -> tuple[SepflowModel, np.ndarray]:
     """One step of the procedure walk-forward judges: ``template``'s family, with its constructor
     params (the tuned values, the seed: ``sklearn.base.clone``), refit on rows ``fit`` with early
-    stopping on ``validation``. Returns the model and the validation rows its decision rule is
-    fitted on (those on the date ``grid``).
+    stopping on ``validation`` (as ``refit_rows`` picks them). Returns the model and the
+    validation rows its decision rule is fitted on (those on the date ``grid``)."""
+    fit, stop, decision = refit_rows(template, fit, validation, grid)
+    return _fitted(template, X.iloc[fit], y.iloc[fit], X.iloc[stop], y.iloc[stop]), decision
+
+
+def refit_rows(
+    template: SepflowModel, fit: np.ndarray, validation: np.ndarray, grid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows a refit fits on, stops early on, and fits its decision rule on (in that order).
 
     A sequence model's windows are consecutive trading days, as in production; row-wise models
-    fit on the date grid (whole dates, so cross-sections stay complete).
+    fit on the date ``grid`` (whole dates, so cross-sections stay complete). The decision rule
+    is fitted on the validation rows on the grid.
     """
-    sequence = context_length(template) > 1
     on_grid = validation[np.isin(validation, grid)]
-    fit = fit if sequence else fit[np.isin(fit, grid)]
-    stop = validation if sequence else on_grid
+    if context_length(template) > 1:
+        return fit, validation, on_grid
+    return fit[np.isin(fit, grid)], on_grid, on_grid
+
+
+def _fitted(
+    template: SepflowModel, X: pd.DataFrame, y: pd.Series, X_stop: pd.DataFrame, y_stop: pd.Series,
+) -> SepflowModel:
+    """``template``'s family with its constructor params, fitted (quietly: this may run in a worker)."""
     model = clone(template)
-    model.fit(X.iloc[fit], y.iloc[fit], eval_set=(X.iloc[stop], y.iloc[stop]))
-    return model, on_grid
+    with quiet():
+        model.fit(X, y, eval_set=(X_stop, y_stop))
+    return model
 
 
 def walk_forward_ensemble(
